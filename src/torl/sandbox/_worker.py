@@ -1,0 +1,618 @@
+"""Fork-server worker of LocalSandbox. Runs as its own process: `python -I _worker.py CONFIG_JSON`.
+
+Standard library only (pyseccomp optional), and never imports torl: it is started in isolation (often as PID 1 of
+fresh pid/net/mount namespaces) and must stay small. It pre-imports the configured modules once, then for each
+request forks a child that runs the snippet with rlimits, a scrubbed environment, a fresh job directory,
+Landlock (filesystem, TCP and signal scoping) and a seccomp filter, and reports the result.
+
+Protocol: one JSON object per line. The parent sends {"code", "timeout", "memory_mb", "stdin"}; the worker first
+sends {"ready": true, ...} once, then one result object per request.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import gc
+import importlib
+import json
+import os
+import resource
+import selectors
+import shutil
+import signal
+import sys
+import tempfile
+import time
+
+# ---------------------------------------------------------------------------------------------------------------
+# Kernel interfaces (ctypes): prctl, Landlock, seccomp
+# ---------------------------------------------------------------------------------------------------------------
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+_libc.prctl.restype = ctypes.c_int
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_SECCOMP = 22
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
+SECCOMP_MODE_FILTER = 2
+
+SYS_landlock_create_ruleset = 444
+SYS_landlock_add_rule = 445
+SYS_landlock_restrict_self = 446
+LANDLOCK_CREATE_RULESET_VERSION = 1
+LANDLOCK_RULE_PATH_BENEATH = 1
+
+# Landlock filesystem rights, by the ABI version that introduced them.
+LL_EXECUTE, LL_WRITE_FILE, LL_READ_FILE, LL_READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+LL_FS_V1 = (1 << 13) - 1  # EXECUTE .. MAKE_SYM
+LL_REFER, LL_TRUNCATE, LL_IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
+LL_NET_BIND_TCP, LL_NET_CONNECT_TCP = 1 << 0, 1 << 1
+LL_SCOPE_ABSTRACT_UNIX, LL_SCOPE_SIGNAL = 1 << 0, 1 << 1
+LL_READ_ONLY = LL_EXECUTE | LL_READ_FILE | LL_READ_DIR
+
+
+class _RulesetAttr(ctypes.Structure):
+    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
+                ("scoped", ctypes.c_uint64)]
+
+
+class _PathBeneathAttr(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version, 0 when unavailable."""
+    abi = _libc.syscall(SYS_landlock_create_ruleset, None, ctypes.c_size_t(0), LANDLOCK_CREATE_RULESET_VERSION)
+    return max(int(abi), 0)
+
+
+def _landlock_fs_rights(abi: int) -> int:
+    rights = LL_FS_V1
+    if abi >= 2:
+        rights |= LL_REFER
+    if abi >= 3:
+        rights |= LL_TRUNCATE
+    if abi >= 5:
+        rights |= LL_IOCTL_DEV
+    return rights
+
+
+def landlock_restrict(abi: int, read_paths: list[str], write_paths: list[str], rw_files: list[str]) -> None:
+    """Confine this process (and its future children): read-only below `read_paths`, read-write below
+    `write_paths` and on `rw_files`, no TCP bind/connect (ABI >= 4), no signals or abstract unix sockets to
+    processes outside the domain (ABI >= 6). Raises OSError on failure."""
+    fs = _landlock_fs_rights(abi)
+    attr = _RulesetAttr(handled_access_fs=fs)
+    size = 8
+    if abi >= 4:
+        attr.handled_access_net = LL_NET_BIND_TCP | LL_NET_CONNECT_TCP
+        size = 16
+    if abi >= 6:
+        attr.scoped = LL_SCOPE_ABSTRACT_UNIX | LL_SCOPE_SIGNAL
+        size = 24
+    ruleset = _libc.syscall(SYS_landlock_create_ruleset, ctypes.byref(attr), ctypes.c_size_t(size), 0)
+    if ruleset < 0:
+        raise OSError(ctypes.get_errno(), "landlock_create_ruleset failed")
+    file_rights = LL_EXECUTE | LL_WRITE_FILE | LL_READ_FILE | (LL_TRUNCATE if abi >= 3 else 0)
+    try:
+        rules = [(p, LL_READ_ONLY) for p in read_paths] + [(p, fs) for p in write_paths]
+        rules += [(p, file_rights) for p in rw_files]
+        for path, rights in rules:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue  # a path that does not exist needs no rule
+            try:
+                if not os.path.isdir(path):
+                    rights &= LL_EXECUTE | LL_WRITE_FILE | LL_READ_FILE | LL_TRUNCATE | LL_IOCTL_DEV
+                rule = _PathBeneathAttr(allowed_access=rights & fs, parent_fd=fd)
+                if _libc.syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, ctypes.byref(rule), 0):
+                    raise OSError(ctypes.get_errno(), f"landlock_add_rule failed for {path}")
+            finally:
+                os.close(fd)
+        if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0):
+            raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS failed")
+        if _libc.syscall(SYS_landlock_restrict_self, ruleset, 0):
+            raise OSError(ctypes.get_errno(), "landlock_restrict_self failed")
+    finally:
+        os.close(ruleset)
+
+
+# Syscalls no math snippet needs and an attacker would like.
+SECCOMP_DENY = (
+    "ptrace", "process_vm_readv", "process_vm_writev", "mount", "umount2", "pivot_root", "chroot", "unshare",
+    "setns", "bpf", "perf_event_open", "keyctl", "add_key", "request_key", "io_uring_setup", "io_uring_enter",
+    "io_uring_register", "kexec_load", "kexec_file_load", "reboot", "init_module", "finit_module",
+    "delete_module", "swapon", "swapoff", "acct", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+    "setrlimit", "userfaultfd", "open_by_handle_at", "name_to_handle_at", "quotactl", "syslog", "vhangup",
+    "iopl", "ioperm", "sethostname", "setdomainname", "fanotify_init", "move_mount", "fsopen", "fsmount",
+    "fsconfig", "fspick", "open_tree", "mount_setattr", "pidfd_getfd", "kcmp", "lookup_dcookie",
+)
+_CLONE_NEW_NAMESPACES = 0x10000000 | 0x00020000 | 0x20000000 | 0x40000000 | 0x04000000 | 0x08000000 | 0x02000000
+
+
+def build_seccomp_bpf() -> bytes:
+    """Compile the snippet's seccomp filter once (needs pyseccomp); the child loads the bytes with one prctl."""
+    import pyseccomp as sc
+
+    f = sc.SyscallFilter(sc.ALLOW)
+    deny = sc.ERRNO(errno.EPERM)
+    for name in SECCOMP_DENY:
+        try:
+            f.add_rule(deny, name)
+        except (OSError, RuntimeError, ValueError):
+            pass  # not a syscall on this architecture
+    f.add_rule(deny, "socket", sc.Arg(0, sc.NE, 1))  # only AF_UNIX (1) sockets
+    f.add_rule(deny, "prlimit64", sc.Arg(2, sc.NE, 0))  # reading limits yes, changing them no
+    for name in ("kill", "tgkill"):  # no signals to process groups or to every process (pid < 0)
+        f.add_rule(deny, name, sc.Arg(0, sc.MASKED_EQ, 0x80000000, 0x80000000))
+    bit = 1
+    while bit <= _CLONE_NEW_NAMESPACES:  # one rule per namespace flag: libseccomp has no "any bit set"
+        if _CLONE_NEW_NAMESPACES & bit:
+            f.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, bit, bit))
+        bit <<= 1
+    f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")  # its flags live in memory: make libc fall back to clone()
+    r, w = os.pipe()
+    try:
+        with os.fdopen(w, "wb", closefd=True) as out:
+            f.export_bpf(out)
+        chunks = []
+        while chunk := os.read(r, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(r)
+
+
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
+SYS_capset = 126
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def drop_capabilities() -> None:
+    """Empty the bounding, ambient, effective, permitted and inheritable capability sets (uid 0 stays uid 0
+    but loses every privilege: no DAC override, no kill of others, no mount, no raising of rlimits)."""
+    cap = 0
+    while _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0:
+        cap += 1
+    _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    header = _CapHeader(version=_LINUX_CAPABILITY_VERSION_3, pid=0)
+    data = (_CapData * 2)()
+    if _libc.syscall(SYS_capset, ctypes.byref(header), ctypes.byref(data)):
+        raise OSError(ctypes.get_errno(), "capset failed")
+
+
+def seccomp_load(bpf: bytes) -> None:
+    buf = ctypes.create_string_buffer(bpf, len(bpf))
+    prog = _SockFprog(len=len(bpf) // 8, filter=ctypes.cast(buf, ctypes.c_void_p))
+    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0):
+        raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS failed")
+    if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0):
+        raise OSError(ctypes.get_errno(), "seccomp filter load failed")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Output capture: keep the head and the tail of a stream, never block
+# ---------------------------------------------------------------------------------------------------------------
+class Capture:
+    """Bytes of one stream, capped at `cap`: the first cap/2 and the last cap/2 bytes are kept."""
+
+    def __init__(self, cap: int) -> None:
+        self.head_cap = cap // 2
+        self.tail_cap = cap - self.head_cap
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        room = self.head_cap - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self.tail += data
+            if len(self.tail) > 2 * self.tail_cap:  # trim rarely: amortised O(1) per byte
+                del self.tail[: len(self.tail) - self.tail_cap]
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > self.head_cap + self.tail_cap
+
+    def text(self) -> str:
+        tail = bytes(self.tail[-self.tail_cap:]) if self.tail_cap else b""
+        if not self.truncated:
+            return (bytes(self.head) + bytes(self.tail)).decode("utf-8", errors="replace")
+        omitted = self.total - len(self.head) - len(tail)
+        return (bytes(self.head).decode("utf-8", errors="replace")
+                + f"\n...[{omitted} bytes omitted]...\n"
+                + tail.decode("utf-8", errors="replace"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The child: everything between fork and os._exit
+# ---------------------------------------------------------------------------------------------------------------
+def _child(cfg: dict, req: dict, jobdir: str, fds: tuple[int, int, int], bpf: bytes | None) -> None:
+    """Runs in the forked child. Never returns."""
+    code = 70  # EX_SOFTWARE: the sandbox itself failed before the snippet ran
+    try:
+        os.setsid()
+        for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        stdin_fd, out_fd, err_fd = fds
+        os.dup2(stdin_fd, 0)
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        os.closerange(3, 1 << 16)
+        os.chdir(jobdir)
+        env = dict(cfg["env"], HOME=jobdir, TMPDIR=jobdir, PWD=jobdir)
+        os.environ.clear()
+        os.environ.update(env)
+        timeout = float(req["timeout"])
+        mem = int(req.get("memory_mb") or cfg["memory_mb"]) * 1024 * 1024
+        cpu = int(timeout) + 1
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (cfg["file_size_mb"] << 20, cfg["file_size_mb"] << 20))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (cfg["open_files"], cfg["open_files"]))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if cfg.get("cgroup_procs"):  # join this worker's pids cgroup: fork bombs hit pids.max
+            with open(cfg["cgroup_procs"], "w") as f:
+                f.write(str(os.getpid()))
+        uid = cfg.get("run_as_uid")
+        if uid is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (cfg["max_processes"], cfg["max_processes"]))
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+        elif cfg.get("drop_caps"):
+            drop_capabilities()
+        if cfg.get("landlock_abi"):
+            landlock_restrict(cfg["landlock_abi"], cfg["read_paths"], [jobdir], ["/dev/null"])
+        if bpf:
+            seccomp_load(bpf)
+        import atexit
+        import builtins
+        import io
+        import linecache
+        import threading
+        import traceback
+        import types
+
+        atexit._clear()
+        sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8", errors="replace")
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w", closefd=False)), encoding="utf-8",
+                                      errors="backslashreplace")
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
+                                      errors="backslashreplace", line_buffering=True)
+        sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
+        sys.argv = [""]
+        sys.path.insert(0, "")
+        sys.set_int_max_str_digits(0)
+        source = req["code"]
+        linecache.cache["<string>"] = (len(source), None, source.splitlines(True), "<string>")
+        main = types.ModuleType("__main__")
+        main.__dict__["__builtins__"] = builtins
+        sys.modules["__main__"] = main
+        code = 0
+        try:
+            exec(compile(source, "<string>", "exec"), main.__dict__)  # noqa: S102 - this is the sandbox
+        except SystemExit as e:
+            code = _exit_code(e)
+        except BaseException as e:  # report like the interpreter does, without this frame
+            tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
+            traceback.print_exception(type(e), e, tb)
+            code = 1
+        try:
+            threading._shutdown()  # join non-daemon threads, as the interpreter does at exit
+            atexit._run_exitfuncs()
+        except SystemExit as e:
+            code = _exit_code(e)
+        except BaseException:
+            pass
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:
+                pass
+    except BaseException as e:  # the sandbox set-up failed: say so on fd 2 (best effort)
+        try:
+            os.write(2, f"torl-sandbox-setup-error: {type(e).__name__}: {e}\n".encode())
+        except OSError:
+            pass
+    finally:
+        os._exit(code)
+
+
+def _exit_code(e: SystemExit) -> int:
+    if e.code is None:
+        return 0
+    if isinstance(e.code, int):
+        return e.code & 0xFF
+    try:
+        print(e.code, file=sys.stderr)
+    except BaseException:
+        pass
+    return 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The worker: fork, watch, capture, clean up
+# ---------------------------------------------------------------------------------------------------------------
+class Worker:
+    def __init__(self, cfg: dict) -> None:
+        self.cfg = cfg
+        self.cap = int(cfg["output_cap"])
+        self.pid1 = os.getpid() == 1  # init of our own pid namespace: kill(-1) reaches exactly our leftovers
+        self.bpf: bytes | None = None
+        self.warnings: list[str] = []
+
+    def setup(self) -> dict:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if not self.pid1:
+            _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        for name in self.cfg["preload"]:
+            try:
+                importlib.import_module(name)
+            except Exception as e:  # a missing optional module must not stop the pool
+                self.warnings.append(f"preload {name}: {type(e).__name__}: {e}")
+        _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        if self.cfg.get("seccomp"):
+            try:
+                self.bpf = build_seccomp_bpf()
+            except Exception as e:
+                self.warnings.append(f"seccomp unavailable: {type(e).__name__}: {e}")
+        os.makedirs(self.cfg["job_root"], exist_ok=True)
+        gc.collect()
+        gc.freeze()  # keep the pre-imported heap out of the children's copy-on-write faults
+        return {"ready": True, "pid": os.getpid(), "pid_namespace": self.pid1, "seccomp": self.bpf is not None,
+                "landlock_abi": self.cfg.get("landlock_abi", 0), "run_as_uid": self.cfg.get("run_as_uid"),
+                "drop_caps": bool(self.cfg.get("drop_caps")), "cgroup_pids": bool(self.cfg.get("cgroup_procs")),
+                "warnings": self.warnings}
+
+    def execute(self, req: dict) -> dict:
+        timeout = float(req["timeout"])
+        jobdir = tempfile.mkdtemp(prefix="job-", dir=self.cfg["job_root"])
+        uid = self.cfg.get("run_as_uid")
+        if uid is not None:
+            os.chown(jobdir, uid, uid)
+        os.chmod(jobdir, 0o700)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        stdin_data = req.get("stdin")
+        if stdin_data is None:
+            in_r, in_w = os.open(os.devnull, os.O_RDONLY), None
+        else:
+            in_r, in_w = os.pipe()
+        start = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            _child(self.cfg, req, jobdir, (in_r, out_w, err_w), self.bpf)
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
+        try:
+            result = self._watch(pid, start, timeout, out_r, err_r, in_w, stdin_data)
+        finally:
+            self._kill_leftovers()
+            for fd in (out_r, err_r) + ((in_w,) if in_w is not None else ()):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            shutil.rmtree(jobdir, ignore_errors=True)
+        return result
+
+    def _watch(self, pid, start, timeout, out_r, err_r, in_w, stdin_data) -> dict:
+        out, err = Capture(self.cap), Capture(self.cap)
+        sel = selectors.DefaultSelector()
+        pidfd = os.pidfd_open(pid)
+        sel.register(pidfd, selectors.EVENT_READ, "exit")
+        for fd, cap in ((out_r, out), (err_r, err)):
+            os.set_blocking(fd, False)
+            sel.register(fd, selectors.EVENT_READ, cap)
+        pending = memoryview((stdin_data or "").encode("utf-8"))
+        if in_w is not None:
+            os.set_blocking(in_w, False)
+            if pending:
+                sel.register(in_w, selectors.EVENT_WRITE, "stdin")
+            else:
+                os.close(in_w)
+                in_w = None
+        deadline = start + timeout
+        status = None
+        open_streams = 2
+        try:
+            while status is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                for key, _ in sel.select(remaining):
+                    if key.data == "exit":
+                        status = os.waitpid(pid, 0)[1]
+                    elif key.data == "stdin":
+                        try:
+                            n = os.write(in_w, pending[:65536])
+                            pending = pending[n:]
+                        except BlockingIOError:
+                            n = 0
+                        except OSError:  # the snippet closed its stdin
+                            pending = pending[:0]
+                        if not pending:
+                            sel.unregister(in_w)
+                            os.close(in_w)
+                            in_w = None
+                    else:
+                        open_streams -= self._read(key, sel)
+            duration = time.monotonic() - start
+            timed_out = status is None
+            if timed_out:  # wall-clock timeout: stop the snippet, then everything it started
+                os.kill(pid, signal.SIGKILL)
+                status = os.waitpid(pid, 0)[1]
+            self._kill_leftovers()  # daemons and grandchildren die with the snippet
+            drain_deadline = time.monotonic() + 1.0
+            while open_streams > 0 and time.monotonic() < drain_deadline:
+                events = sel.select(max(0.0, drain_deadline - time.monotonic()))
+                for key, _ in events:
+                    if key.data not in ("exit", "stdin"):
+                        open_streams -= self._read(key, sel)
+                if not events:
+                    break
+        finally:
+            sel.close()
+            os.close(pidfd)
+            if in_w is not None:
+                os.close(in_w)
+        return self._result(status, timed_out, timeout, duration, out, err)
+
+    @staticmethod
+    def _read(key, sel) -> int:
+        """Read what is available; returns 1 when the stream reached EOF."""
+        try:
+            data = os.read(key.fd, 1 << 16)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            data = b""
+        if not data:
+            sel.unregister(key.fd)
+            return 1
+        key.data.add(data)
+        return 0
+
+    def _result(self, status, timed_out, timeout, duration, out: Capture, err: Capture) -> dict:
+        stderr = err.text()
+        return_code = None
+        if timed_out:
+            kind, reason = "timeout", f"wall-clock timeout after {timeout:g} s"
+        elif os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            return_code = -sig
+            if sig == signal.SIGXCPU:
+                kind, reason, return_code = "timeout", f"CPU time limit exceeded ({int(timeout) + 1} s)", None
+            else:
+                kind, reason = "error", f"killed by signal {signal.Signals(sig).name}"
+        else:
+            return_code = os.WEXITSTATUS(status)
+            kind = "ok" if return_code == 0 else "error"
+            reason = "" if return_code == 0 else f"exit code {return_code}"
+            if return_code == 70 and "torl-sandbox-setup-error" in stderr:
+                kind, reason, return_code = "sandbox_error", stderr.strip().splitlines()[-1], None
+        if kind == "error" and _last_line(stderr).startswith("MemoryError"):
+            reason = f"out of memory ({reason})"
+        return {"status": kind, "stdout": out.text(), "stderr": stderr, "return_code": return_code,
+                "duration_s": round(duration, 6), "truncated": out.truncated or err.truncated, "reason": reason}
+
+    def _kill_leftovers(self) -> None:
+        """SIGKILL everything the snippet started (double forks and new sessions included) and reap it.
+
+        Call only after the snippet process itself was reaped."""
+        if self.pid1:
+            try:
+                os.kill(-1, signal.SIGKILL)  # as init of our own namespace: every process in it but us
+            except ProcessLookupError:
+                pass
+            _reap_all(block=True)
+            return
+        # Subreaper: when a process dies its orphans become our children; kill and reap until none are left.
+        for _ in range(10_000):
+            kids = _children()
+            if not kids:
+                return
+            for kid in kids:
+                try:
+                    os.kill(kid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            _reap_all(block=False)
+            time.sleep(0.0005)
+
+
+def _reap_all(block: bool) -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _children() -> list[int]:
+    pid = os.getpid()
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
+            return [int(x) for x in f.read().split()]
+    except FileNotFoundError:  # no CONFIG_PROC_CHILDREN: fall back to a scan of /proc
+        kids = []
+        for entry in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(b")") + 2:].split()[1]) == pid:
+                kids.append(int(entry))
+        return kids
+
+
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def main() -> None:
+    cfg = json.loads(sys.argv[1])
+    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    proto_out = os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)  # stray prints from preloaded modules must not corrupt the protocol
+    os.close(devnull)
+    worker = Worker(cfg)
+    _send(proto_out, worker.setup())
+    buf = b""
+    while True:
+        while b"\n" not in buf:
+            chunk = proto_in.read(1 << 20)
+            if not chunk:
+                return  # the parent closed the pool (or died)
+            buf += chunk
+        line, buf = buf.split(b"\n", 1)
+        try:
+            req = json.loads(line)
+            reply = worker.execute(req)
+        except Exception as e:  # a bug here must not take the worker down silently
+            reply = {"status": "sandbox_error", "reason": f"worker error: {type(e).__name__}: {e}"}
+        _send(proto_out, reply)
+
+
+def _send(fd: int, obj: dict) -> None:
+    data = (json.dumps(obj) + "\n").encode()
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except InterruptedError:
+            continue
+
+
+if __name__ == "__main__":
+    main()
