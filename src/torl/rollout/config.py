@@ -1,0 +1,63 @@
+"""RolloutConfig: everything that decides how one tool-integrated response is generated."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from torl.rollout.observation import STYLES, ObservationFormat
+
+
+@dataclass
+class RolloutConfig:
+    """How the loop runs (reference values as defaults, TORL-SPEC §3 and §5).
+
+    max_tool_calls: C, the most executions per response (0: no tool; the first round has no stop string).
+    max_response_tokens: cap on the whole response, observations included; a response cut by it is truncated.
+    temperature, top_p: sampling (temperature 0 = greedy).
+    stop: the marker that ends a round for execution; it stays in the response as model tokens.
+    observation_style: "torl" (truthful, default) or "reference" (bit for bit).
+    obs_max_chars, obs_head_chars, obs_tail_chars: "torl" style truncation (head + "..." + tail).
+    exec_timeout, exec_memory_mb: per execution, passed to the sandbox.
+    tool_grace_s: how long past exec_timeout the engine waits for a sandbox answer before recording a timeout.
+    max_concurrent_tool_calls: executions in flight at once (None: the sandbox's `max_concurrency`).
+    """
+
+    max_tool_calls: int = 1
+    max_response_tokens: int = 3072
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: str = "```output"
+    observation_style: str = "torl"
+    obs_max_chars: int = 256
+    obs_head_chars: int = 128
+    obs_tail_chars: int = 128
+    exec_timeout: float = 10.0
+    exec_memory_mb: int | None = None
+    tool_grace_s: float = 30.0
+    max_concurrent_tool_calls: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_tool_calls < 0:
+            raise ValueError(f"max_tool_calls must be >= 0, got {self.max_tool_calls}")
+        if self.max_response_tokens < 1:
+            raise ValueError(f"max_response_tokens must be >= 1, got {self.max_response_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_tool_calls > 0 and not self.stop:
+            raise ValueError("stop must be a non-empty string when max_tool_calls > 0")
+        if self.observation_style not in STYLES:
+            raise ValueError(f"observation_style must be one of {STYLES}, got {self.observation_style!r}")
+        if self.exec_timeout <= 0:
+            raise ValueError(f"exec_timeout must be > 0, got {self.exec_timeout}")
+        if self.max_concurrent_tool_calls is not None and self.max_concurrent_tool_calls < 1:
+            raise ValueError(f"max_concurrent_tool_calls must be >= 1, got {self.max_concurrent_tool_calls}")
+        self.observation_format  # validates the truncation numbers  # noqa: B018
+
+    @property
+    def observation_format(self) -> ObservationFormat:
+        return ObservationFormat(self.obs_max_chars, self.obs_head_chars, self.obs_tail_chars)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
