@@ -18,6 +18,7 @@ import importlib
 import json
 import os
 import resource
+import select
 import selectors
 import shutil
 import signal
@@ -32,6 +33,9 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 _libc.prctl.restype = ctypes.c_int
 
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+MS_NOSUID, MS_NODEV, MNT_DETACH = 2, 4, 2
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_SECCOMP = 22
@@ -135,6 +139,12 @@ SECCOMP_DENY = (
     "setrlimit", "userfaultfd", "open_by_handle_at", "name_to_handle_at", "quotactl", "syslog", "vhangup",
     "iopl", "ioperm", "sethostname", "setdomainname", "fanotify_init", "move_mount", "fsopen", "fsmount",
     "fsconfig", "fspick", "open_tree", "mount_setattr", "pidfd_getfd", "kcmp", "lookup_dcookie",
+    # metadata of files the snippet can name but not write (Landlock does not cover these)
+    "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat", "utime", "utimes",
+    "utimensat", "futimesat", "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr",
+    # IPC objects outlive the snippet
+    "shmget", "shmat", "shmctl", "shmdt", "msgget", "msgsnd", "msgrcv", "msgctl", "semget", "semop", "semtimedop",
+    "semctl", "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
 )
 _CLONE_NEW_NAMESPACES = 0x10000000 | 0x00020000 | 0x20000000 | 0x40000000 | 0x04000000 | 0x08000000 | 0x02000000
 
@@ -150,7 +160,7 @@ def build_seccomp_bpf() -> bytes:
             f.add_rule(deny, name)
         except (OSError, RuntimeError, ValueError):
             pass  # not a syscall on this architecture
-    f.add_rule(deny, "socket", sc.Arg(0, sc.NE, 1))  # only AF_UNIX (1) sockets
+    f.add_rule(deny, "socket")  # no sockets at all, not even unix ones at a path (socketpair() still works)
     f.add_rule(deny, "prlimit64", sc.Arg(2, sc.NE, 0))  # reading limits yes, changing them no
     for name in ("kill", "tgkill"):  # no signals to process groups or to every process (pid < 0)
         f.add_rule(deny, name, sc.Arg(0, sc.MASKED_EQ, 0x80000000, 0x80000000))
@@ -249,19 +259,21 @@ class Capture:
 # ---------------------------------------------------------------------------------------------------------------
 # The child: everything between fork and os._exit
 # ---------------------------------------------------------------------------------------------------------------
-def _child(cfg: dict, req: dict, jobdir: str, fds: tuple[int, int, int], bpf: bytes | None) -> None:
+def _child(cfg: dict, req: dict, jobdir: str, fds: tuple[int, int, int, int], bpf: bytes | None) -> None:
     """Runs in the forked child. Never returns."""
     code = 70  # EX_SOFTWARE: the sandbox itself failed before the snippet ran
     try:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         os.setsid()
         for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        stdin_fd, out_fd, err_fd = fds
+        stdin_fd, out_fd, err_fd, ready_fd = fds
         os.dup2(stdin_fd, 0)
         os.dup2(out_fd, 1)
         os.dup2(err_fd, 2)
-        os.closerange(3, 1 << 16)
+        os.dup2(ready_fd, 3)  # written once set-up is complete: tells a set-up failure from a snippet's exit 70
+        os.closerange(4, 1 << 16)
         os.chdir(jobdir)
         env = dict(cfg["env"], HOME=jobdir, TMPDIR=jobdir, PWD=jobdir)
         os.environ.clear()
@@ -274,9 +286,9 @@ def _child(cfg: dict, req: dict, jobdir: str, fds: tuple[int, int, int], bpf: by
         resource.setrlimit(resource.RLIMIT_FSIZE, (cfg["file_size_mb"] << 20, cfg["file_size_mb"] << 20))
         resource.setrlimit(resource.RLIMIT_NOFILE, (cfg["open_files"], cfg["open_files"]))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if cfg.get("cgroup_procs"):  # join this worker's pids cgroup: fork bombs hit pids.max
-            with open(cfg["cgroup_procs"], "w") as f:
-                f.write(str(os.getpid()))
+        for cgroup in cfg.get("cgroups", ()):  # pids.max stops fork bombs; memory covers all processes
+            with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+                f.write("0")
         uid = cfg.get("run_as_uid")
         if uid is not None:
             resource.setrlimit(resource.RLIMIT_NPROC, (cfg["max_processes"], cfg["max_processes"]))
@@ -294,7 +306,6 @@ def _child(cfg: dict, req: dict, jobdir: str, fds: tuple[int, int, int], bpf: by
         import io
         import linecache
         import threading
-        import traceback
         import types
 
         atexit._clear()
@@ -312,6 +323,8 @@ def _child(cfg: dict, req: dict, jobdir: str, fds: tuple[int, int, int], bpf: by
         main = types.ModuleType("__main__")
         main.__dict__["__builtins__"] = builtins
         sys.modules["__main__"] = main
+        os.write(3, b"1")
+        os.close(3)
         code = 0
         try:
             exec(compile(source, "<string>", "exec"), main.__dict__)  # noqa: S102 - this is the sandbox
@@ -319,7 +332,7 @@ def _child(cfg: dict, req: dict, jobdir: str, fds: tuple[int, int, int], bpf: by
             code = _exit_code(e)
         except BaseException as e:  # report like the interpreter does, without this frame
             tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
-            traceback.print_exception(type(e), e, tb)
+            sys.__excepthook__(type(e), e.with_traceback(tb), tb)  # C-level: fast even for 10^6 frames
             code = 1
         try:
             threading._shutdown()  # join non-daemon threads, as the interpreter does at exit
@@ -361,14 +374,15 @@ class Worker:
     def __init__(self, cfg: dict) -> None:
         self.cfg = cfg
         self.cap = int(cfg["output_cap"])
-        self.pid1 = os.getpid() == 1  # init of our own pid namespace: kill(-1) reaches exactly our leftovers
+        # In our own pid namespace kill(-1) reaches exactly the snippet's leftovers (init itself is immune).
+        self.own_pidns = os.getpid() == 1
         self.bpf: bytes | None = None
+        self.tmpfs = False  # a private tmpfs per job (needs our own mount namespace)
         self.warnings: list[str] = []
 
     def setup(self) -> dict:
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if not self.pid1:
-            _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans of a snippet come back to us
         for name in self.cfg["preload"]:
             try:
                 importlib.import_module(name)
@@ -381,20 +395,83 @@ class Worker:
             except Exception as e:
                 self.warnings.append(f"seccomp unavailable: {type(e).__name__}: {e}")
         os.makedirs(self.cfg["job_root"], exist_ok=True)
+        self.tmpfs = self.own_pidns and self._tmpfs_works()
         gc.collect()
         gc.freeze()  # keep the pre-imported heap out of the children's copy-on-write faults
-        return {"ready": True, "pid": os.getpid(), "pid_namespace": self.pid1, "seccomp": self.bpf is not None,
+        return {"ready": True, "pid": os.getpid(), "pid_namespace": self.own_pidns, "seccomp": self.bpf is not None,
                 "landlock_abi": self.cfg.get("landlock_abi", 0), "run_as_uid": self.cfg.get("run_as_uid"),
-                "drop_caps": bool(self.cfg.get("drop_caps")), "cgroup_pids": bool(self.cfg.get("cgroup_procs")),
-                "warnings": self.warnings}
+                "drop_caps": bool(self.cfg.get("drop_caps")), "cgroups": self.cfg.get("cgroups", []),
+                "tmpfs_job_dirs": self.tmpfs, "warnings": self.warnings}
+
+    def _tmpfs_works(self) -> bool:
+        probe = tempfile.mkdtemp(prefix="probe-", dir=self.cfg["job_root"])
+        try:
+            if _libc.mount(b"tmpfs", probe.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m"):
+                self.warnings.append(f"no tmpfs job directories: mount failed (errno {ctypes.get_errno()})")
+                return False
+            _libc.umount2(probe.encode(), MNT_DETACH)
+            return True
+        finally:
+            os.rmdir(probe)
+
+    def _make_jobdir(self) -> str:
+        jobdir = tempfile.mkdtemp(prefix="job-", dir=self.cfg["job_root"])
+        uid = self.cfg.get("run_as_uid")
+        if self.tmpfs:  # size- and inode-capped, and freed in O(1) however many files the snippet made
+            opts = f"size={self.cfg['disk_mb']}m,nr_inodes={self.cfg['disk_inodes']},mode=0700"
+            if uid is not None:
+                opts += f",uid={uid},gid={uid}"
+            if _libc.mount(b"tmpfs", jobdir.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, opts.encode()):
+                raise OSError(ctypes.get_errno(), "mounting the job tmpfs failed")
+        elif uid is not None:
+            os.chown(jobdir, uid, uid)
+        os.chmod(jobdir, 0o700)
+        return jobdir
+
+    def _remove_jobdir(self, jobdir: str) -> None:
+        if self.tmpfs and _libc.umount2(jobdir.encode(), MNT_DETACH) == 0:
+            os.rmdir(jobdir)
+            return
+        try:
+            shutil.rmtree(jobdir)
+        except (OSError, RecursionError):  # very deep trees: let rm do it; never fail a finished result
+            import subprocess
+
+            subprocess.run(["rm", "-rf", "--", jobdir], check=False)
+
+    def _set_memory_limit(self, memory_mb: int) -> int:
+        """Limit the memory cgroup (all processes of the snippet together); returns its OOM-kill count."""
+        mem = self.cfg.get("memory_cgroup")
+        if not mem:
+            return 0
+        limit = str(memory_mb * 1024 * 1024)
+        for name in ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "memory.max"):
+            try:
+                with open(os.path.join(mem, name), "w") as f:
+                    f.write(limit)
+            except OSError:
+                pass
+        return self._oom_kills()
+
+    def _oom_kills(self) -> int:
+        mem = self.cfg.get("memory_cgroup")
+        if not mem:
+            return 0
+        for name in ("memory.oom_control", "memory.events"):
+            try:
+                with open(os.path.join(mem, name)) as f:
+                    for line in f:
+                        if line.startswith("oom_kill "):
+                            return int(line.split()[1])
+            except OSError:
+                continue
+        return 0
 
     def execute(self, req: dict) -> dict:
         timeout = float(req["timeout"])
-        jobdir = tempfile.mkdtemp(prefix="job-", dir=self.cfg["job_root"])
-        uid = self.cfg.get("run_as_uid")
-        if uid is not None:
-            os.chown(jobdir, uid, uid)
-        os.chmod(jobdir, 0o700)
+        oom_before = self._set_memory_limit(int(req.get("memory_mb") or self.cfg["memory_mb"]))
+        jobdir = self._make_jobdir()
+        ready_r, ready_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         stdin_data = req.get("stdin")
@@ -405,20 +482,23 @@ class Worker:
         start = time.monotonic()
         pid = os.fork()
         if pid == 0:
-            _child(self.cfg, req, jobdir, (in_r, out_w, err_w), self.bpf)
-        for fd in (in_r, out_w, err_w):
+            _child(self.cfg, req, jobdir, (in_r, out_w, err_w, ready_w), self.bpf)
+        for fd in (in_r, out_w, err_w, ready_w):
             os.close(fd)
         try:
-            result = self._watch(pid, start, timeout, out_r, err_r, in_w, stdin_data)
+            status, cpu_s, timed_out, duration, out, err = self._watch(pid, start, timeout, out_r, err_r, in_w,
+                                                                       stdin_data)
+            setup_done = _read_nonblocking(ready_r) == b"1"
+            oom = self._oom_kills() > oom_before
         finally:
             self._kill_leftovers()
-            for fd in (out_r, err_r) + ((in_w,) if in_w is not None else ()):
+            for fd in (out_r, err_r, ready_r) + ((in_w,) if in_w is not None else ()):
                 try:
                     os.close(fd)
                 except OSError:
                     pass
-            shutil.rmtree(jobdir, ignore_errors=True)
-        return result
+            self._remove_jobdir(jobdir)
+        return _result(status, cpu_s, timed_out, timeout, duration, out, err, setup_done, oom)
 
     def _watch(self, pid, start, timeout, out_r, err_r, in_w, stdin_data) -> dict:
         out, err = Capture(self.cap), Capture(self.cap)
@@ -446,7 +526,7 @@ class Worker:
                     break
                 for key, _ in sel.select(remaining):
                     if key.data == "exit":
-                        status = os.waitpid(pid, 0)[1]
+                        _, status, usage = os.wait4(pid, 0)
                     elif key.data == "stdin":
                         try:
                             n = os.write(in_w, pending[:65536])
@@ -465,7 +545,7 @@ class Worker:
             timed_out = status is None
             if timed_out:  # wall-clock timeout: stop the snippet, then everything it started
                 os.kill(pid, signal.SIGKILL)
-                status = os.waitpid(pid, 0)[1]
+                _, status, usage = os.wait4(pid, 0)
             self._kill_leftovers()  # daemons and grandchildren die with the snippet
             drain_deadline = time.monotonic() + 1.0
             while open_streams > 0 and time.monotonic() < drain_deadline:
@@ -480,7 +560,7 @@ class Worker:
             os.close(pidfd)
             if in_w is not None:
                 os.close(in_w)
-        return self._result(status, timed_out, timeout, duration, out, err)
+        return status, usage.ru_utime + usage.ru_stime, timed_out, duration, out, err
 
     @staticmethod
     def _read(key, sel) -> int:
@@ -497,34 +577,11 @@ class Worker:
         key.data.add(data)
         return 0
 
-    def _result(self, status, timed_out, timeout, duration, out: Capture, err: Capture) -> dict:
-        stderr = err.text()
-        return_code = None
-        if timed_out:
-            kind, reason = "timeout", f"wall-clock timeout after {timeout:g} s"
-        elif os.WIFSIGNALED(status):
-            sig = os.WTERMSIG(status)
-            return_code = -sig
-            if sig == signal.SIGXCPU:
-                kind, reason, return_code = "timeout", f"CPU time limit exceeded ({int(timeout) + 1} s)", None
-            else:
-                kind, reason = "error", f"killed by signal {signal.Signals(sig).name}"
-        else:
-            return_code = os.WEXITSTATUS(status)
-            kind = "ok" if return_code == 0 else "error"
-            reason = "" if return_code == 0 else f"exit code {return_code}"
-            if return_code == 70 and "torl-sandbox-setup-error" in stderr:
-                kind, reason, return_code = "sandbox_error", stderr.strip().splitlines()[-1], None
-        if kind == "error" and _last_line(stderr).startswith("MemoryError"):
-            reason = f"out of memory ({reason})"
-        return {"status": kind, "stdout": out.text(), "stderr": stderr, "return_code": return_code,
-                "duration_s": round(duration, 6), "truncated": out.truncated or err.truncated, "reason": reason}
-
     def _kill_leftovers(self) -> None:
         """SIGKILL everything the snippet started (double forks and new sessions included) and reap it.
 
         Call only after the snippet process itself was reaped."""
-        if self.pid1:
+        if self.own_pidns:
             try:
                 os.kill(-1, signal.SIGKILL)  # as init of our own namespace: every process in it but us
             except ProcessLookupError:
@@ -543,6 +600,43 @@ class Worker:
                     pass
             _reap_all(block=False)
             time.sleep(0.0005)
+
+
+def _result(status: int, cpu_s: float, timed_out: bool, timeout: float, duration: float, out: Capture,
+            err: Capture, setup_done: bool, oom: bool) -> dict:
+    """The ExecResult fields for a finished snippet."""
+    stderr = err.text()
+    return_code = None
+    cpu_limit = int(timeout) + 1
+    if timed_out:
+        kind, reason = "timeout", f"wall-clock timeout after {timeout:g} s"
+    elif os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return_code = -sig
+        kind, reason = "error", f"killed by signal {signal.Signals(sig).name}"
+        if sig == signal.SIGXCPU and cpu_s >= cpu_limit - 0.05:  # the limit fired, not a self-sent signal
+            kind, reason, return_code = "timeout", f"CPU time limit exceeded ({cpu_limit} s)", None
+        elif sig == signal.SIGKILL and oom:
+            reason = "out of memory (memory limit of the snippet's processes)"
+    else:
+        return_code = os.WEXITSTATUS(status)
+        kind = "ok" if return_code == 0 else "error"
+        reason = "" if return_code == 0 else f"exit code {return_code}"
+        if not setup_done:  # the sandbox failed before the snippet started
+            lines = stderr.strip().splitlines()
+            kind, reason, return_code = "sandbox_error", lines[-1] if lines else "sandbox set-up failed", None
+    if kind == "error" and (_last_line(stderr).startswith("MemoryError") or oom) and "out of memory" not in reason:
+        reason = f"out of memory ({reason})"
+    return {"status": kind, "stdout": out.text(), "stderr": stderr, "return_code": return_code,
+            "duration_s": round(duration, 6), "truncated": out.truncated or err.truncated, "reason": reason}
+
+
+def _read_nonblocking(fd: int) -> bytes:
+    os.set_blocking(fd, False)
+    try:
+        return os.read(fd, 1)
+    except BlockingIOError:
+        return b""
 
 
 def _reap_all(block: bool) -> None:
@@ -578,9 +672,12 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
+EXIT_EOF = 3  # a request handler saw the parent close the protocol
+
+
 def main() -> None:
     cfg = json.loads(sys.argv[1])
-    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    proto_in = os.dup(0)
     proto_out = os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
@@ -588,20 +685,58 @@ def main() -> None:
     os.close(devnull)
     worker = Worker(cfg)
     _send(proto_out, worker.setup())
-    buf = b""
+    if cfg.get("fork_per_request", True):
+        _serve_forking(worker, proto_in, proto_out)
+    else:
+        reader = _LineReader(proto_in)
+        while (line := reader.readline()) is not None:
+            _send(proto_out, _handle(worker, line))
+
+
+def _serve_forking(worker: Worker, proto_in: int, proto_out: int) -> None:
+    """Serve each request from a fresh fork of this pristine process, which itself never reads a request or an
+    output: nothing of one snippet (code, output) can be found in the memory of the next. The fork happens when a
+    request arrives, so an idle worker has no child."""
     while True:
-        while b"\n" not in buf:
-            chunk = proto_in.read(1 << 20)
+        select.select([proto_in], [], [])  # wait for a request (or EOF) without reading it
+        pid = os.fork()
+        if pid == 0:
+            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+            line = _LineReader(proto_in).readline()
+            if line is None:
+                os._exit(EXIT_EOF)
+            _send(proto_out, _handle(worker, line))
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_EOF:
+            return
+        if status != 0:  # the handler died before answering: clean up after it and answer for it
+            worker._kill_leftovers()
+            _send(proto_out, {"status": "sandbox_error", "reason": f"sandbox request handler died ({status})"})
+
+
+def _handle(worker: Worker, line: bytes) -> dict:
+    try:
+        return worker.execute(json.loads(line))
+    except Exception as e:  # a bug here must not take the worker down silently
+        return {"status": "sandbox_error", "reason": f"worker error: {type(e).__name__}: {e}"}
+
+
+class _LineReader:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = b""
+
+    def readline(self) -> bytes | None:
+        """The next line without its newline; None at EOF."""
+        while b"\n" not in self.buf:
+            chunk = os.read(self.fd, 1 << 20)
             if not chunk:
-                return  # the parent closed the pool (or died)
-            buf += chunk
-        line, buf = buf.split(b"\n", 1)
-        try:
-            req = json.loads(line)
-            reply = worker.execute(req)
-        except Exception as e:  # a bug here must not take the worker down silently
-            reply = {"status": "sandbox_error", "reason": f"worker error: {type(e).__name__}: {e}"}
-        _send(proto_out, reply)
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line
 
 
 def _send(fd: int, obj: dict) -> None:

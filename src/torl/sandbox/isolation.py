@@ -14,8 +14,9 @@ from torl.sandbox import _worker
 
 log = logging.getLogger(__name__)
 
-# Namespaces for the worker: its own pids (it is init, so it can kill every leftover), no network, a private /proc.
-UNSHARE_FLAGS = ("--pid", "--net", "--mount", "--fork", "--mount-proc", "--kill-child")
+# Namespaces for the worker: its own pids (it is init, so it can kill every leftover), no network, its own mounts
+# (a private /proc, a tmpfs per job) and its own System V / POSIX IPC objects.
+UNSHARE_FLAGS = ("--pid", "--net", "--mount", "--ipc", "--fork", "--mount-proc", "--kill-child")
 
 
 @dataclass
@@ -29,6 +30,7 @@ class IsolationPlan:
     unprivileged_uid: bool = False  # root only: snippets run as a dedicated unprivileged uid per worker
     drop_capabilities: bool = False  # root whose Python is not world-readable: uid 0 with every capability dropped
     cgroup_pids: str = ""  # a pids cgroup directory that worker cgroups are created under ("" = none)
+    cgroup_memory: str = ""  # likewise for memory: one limit for all processes of a snippet
     missing: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -88,9 +90,13 @@ def detect(mode: str = "auto") -> IsolationPlan:
     if root:
         plan.unprivileged_uid = all(_world_readable(p) for p in read_only_paths())
         plan.drop_capabilities = not plan.unprivileged_uid
-        plan.cgroup_pids = _pids_cgroup_root()
+        plan.cgroup_pids = _cgroup_root("pids", "pids.max", "8")
         if not plan.cgroup_pids:
             plan.missing["cgroup_pids"] = "no writable pids cgroup: process counts are not capped"
+        plan.cgroup_memory = _cgroup_root("memory", "memory.limit_in_bytes", str(1 << 30)) or _cgroup_root(
+            "memory", "memory.max", str(1 << 30))
+        if not plan.cgroup_memory:
+            plan.missing["cgroup_memory"] = "no writable memory cgroup: memory is limited per process only"
     if mode == "strict" and set(plan.missing):
         raise RuntimeError(f"isolation='strict' but these layers are unavailable: {plan.missing}")
     for layer, why in plan.missing.items():
@@ -109,16 +115,23 @@ def _world_readable(path: str) -> bool:
     return bool(mode & 0o004)
 
 
-def _pids_cgroup_root() -> str:
-    """A pids cgroup directory we may create children in (v1 /sys/fs/cgroup/pids, or our own v2 cgroup)."""
-    candidates = ["/sys/fs/cgroup/pids"]
+def _cgroup_root(controller: str, limit_file: str, value: str) -> str:
+    """A cgroup directory of `controller` in which we may create children and set `limit_file` (v1 hierarchy of
+    that controller, our own v1 cgroup in it, or our own v2 cgroup); "" when there is none."""
+    own_v1, own_v2 = "/", ""
     try:
         with open("/proc/self/cgroup") as f:
             for line in f:
-                if line.startswith("0::"):
-                    candidates.append("/sys/fs/cgroup" + line[3:].strip())
+                _, controllers, path = line.rstrip("\n").split(":", 2)
+                if controller in controllers.split(","):
+                    own_v1 = path
+                elif controllers == "":
+                    own_v2 = path
     except OSError:
         pass
+    candidates = [f"/sys/fs/cgroup/{controller}{own_v1}".rstrip("/"), f"/sys/fs/cgroup/{controller}"]
+    if own_v2:
+        candidates.append(f"/sys/fs/cgroup{own_v2}".rstrip("/"))
     for root in candidates:
         probe = os.path.join(root, f"torl-probe-{os.getpid()}")
         try:
@@ -126,8 +139,8 @@ def _pids_cgroup_root() -> str:
         except OSError:
             continue
         try:
-            with open(os.path.join(probe, "pids.max"), "w") as f:
-                f.write("8")
+            with open(os.path.join(probe, limit_file), "w") as f:
+                f.write(value)
             return root
         except OSError:
             continue
@@ -142,7 +155,8 @@ SAFE_ETC_FILES = ("ld.so.cache", "ld.so.conf", "localtime", "passwd", "group", "
 
 
 def read_only_paths() -> list[str]:
-    """What snippets may read: the interpreter's libraries and system libraries, nothing personal."""
+    """What snippets may read: the interpreter's libraries (stdlib and site-packages, not the caller's sys.path:
+    that can hold a checkout or a home directory) and system libraries."""
     paths = {"/usr", "/lib", "/lib64", "/bin", "/dev/urandom", "/dev/zero", "/sys/devices/system/cpu"}
     paths.update(f"/etc/{name}" for name in SAFE_ETC_FILES)
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
@@ -151,5 +165,4 @@ def read_only_paths() -> list[str]:
                 paths.add(sysconfig.get_paths(vars=scheme_vars or None)[key])
             except KeyError:
                 pass
-    paths.update(p for p in sys.path if p and os.path.isdir(p))
     return sorted(p for p in paths if os.path.exists(p))

@@ -166,6 +166,9 @@ class LocalSandbox(Sandbox):
             missing) or "none" (rlimits, scrubbed environment and a fresh directory only).
         file_size_mb, open_files, max_processes: RLIMIT_FSIZE, RLIMIT_NOFILE, and the per-snippet process cap
             (pids cgroup, or RLIMIT_NPROC under a dedicated uid).
+        disk_mb, disk_inodes: size of the private tmpfs each job directory is (when mount namespaces work).
+        fork_per_request: serve each snippet from a fresh fork of the pristine worker, so no code or output of
+            one snippet is left in the memory the next one inherits (costs one extra fork per snippet).
         uid_base: first uid of the dedicated unprivileged uids (root only, one per worker).
         grace_s: how long past a snippet's timeout the parent waits before declaring its worker dead.
     """
@@ -181,6 +184,9 @@ class LocalSandbox(Sandbox):
         file_size_mb: int = 16,
         open_files: int = 64,
         max_processes: int = 64,
+        disk_mb: int = 64,
+        disk_inodes: int = 8192,
+        fork_per_request: bool = True,
         uid_base: int = 61000,
         grace_s: float = 5.0,
         start_timeout: float = 120.0,
@@ -212,6 +218,9 @@ class LocalSandbox(Sandbox):
             "landlock_abi": isolation_plan.landlock_abi,
             "seccomp": isolation_plan.seccomp,
             "drop_caps": isolation_plan.drop_capabilities,
+            "disk_mb": disk_mb,
+            "disk_inodes": disk_inodes,
+            "fork_per_request": fork_per_request,
             "read_paths": read_only_paths() + (["/proc"] if isolation_plan.namespaces else []),
             "env": SAFE_ENV,
         }
@@ -240,8 +249,12 @@ class LocalSandbox(Sandbox):
         cfg = dict(self._base_cfg, job_root=os.path.join(self.job_root, f"w{slot}"))
         if self._uid_base is not None:
             cfg["run_as_uid"] = self._uid_base + slot
+        cfg["cgroups"] = []
         if self.plan.cgroup_pids:
-            cfg["cgroup_procs"] = self._make_cgroup(slot)
+            cfg["cgroups"].append(self._make_cgroup(self.plan.cgroup_pids, slot, "pids.max", self._base_cfg["max_processes"]))
+        if self.plan.cgroup_memory:
+            cfg["memory_cgroup"] = self._make_cgroup(self.plan.cgroup_memory, slot, None, None)
+            cfg["cgroups"].append(cfg["memory_cgroup"])
         cmd = self.plan.worker_command(self._python, WORKER_SCRIPT, json.dumps(cfg))
         worker = _Worker(slot, cmd, os.path.join(self.job_root, f"w{slot}.log"))
         with self._lock:
@@ -258,14 +271,15 @@ class LocalSandbox(Sandbox):
             log.warning("sandbox worker %d: %s", worker.slot, warning)
         self._idle.put(worker)
 
-    def _make_cgroup(self, slot: int) -> str:
-        path = os.path.join(self.plan.cgroup_pids, f"torl-{os.getpid()}-{id(self):x}-{slot}")
+    def _make_cgroup(self, root: str, slot: int, limit_file: str | None, value) -> str:
+        path = os.path.join(root, f"torl-{os.getpid()}-{id(self):x}-{slot}")
         os.makedirs(path, exist_ok=True)
-        with open(os.path.join(path, "pids.max"), "w") as f:
-            f.write(str(self._base_cfg["max_processes"]))
+        if limit_file:
+            with open(os.path.join(path, limit_file), "w") as f:
+                f.write(str(value))
         if path not in self._cgroups:
             self._cgroups.append(path)
-        return os.path.join(path, "cgroup.procs")
+        return path
 
     def _replace(self, worker: _Worker, why: str) -> None:
         """Kill a broken worker and start its successor in the background."""
@@ -306,6 +320,10 @@ class LocalSandbox(Sandbox):
             "unprivileged_uid": self.plan.unprivileged_uid,
             "capabilities_dropped": self.plan.drop_capabilities,
             "cgroup_pids": bool(self.plan.cgroup_pids),
+            "cgroup_memory": bool(self.plan.cgroup_memory),
+            "ipc_namespace": self.plan.namespaces,
+            "tmpfs_job_dirs": all(w.info.get("tmpfs_job_dirs") for w in list(self._workers.values())),
+            "fresh_fork_per_request": bool(self._base_cfg["fork_per_request"]),
             "rlimits": True,
             "scrubbed_environment": True,
             "non_dumpable_workers": True,
@@ -378,7 +396,16 @@ def _shutdown(workers: dict[int, _Worker], job_root: str, cgroups: list[str]) ->
         worker.stop()
     workers.clear()
     shutil.rmtree(job_root, ignore_errors=True)
-    for path in cgroups:
+    for path in cgroups:  # anything still in a worker's cgroup (only possible without a pid namespace) dies now
+        try:
+            with open(os.path.join(path, "cgroup.procs")) as f:
+                for pid in f.read().split():
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+        except OSError:
+            pass
         for _ in range(50):
             try:
                 os.rmdir(path)
