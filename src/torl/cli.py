@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "torl.sandbox.cli",
     "torl.reward.cli",
     "torl.rollout.cli",
+    "torl.train.cli",
     "torl.eval.cli",
     "torl.data.cli",
 )
