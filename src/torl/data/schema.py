@@ -7,7 +7,7 @@ One problem per JSONL line (or parquet row): `id`, `problem`, `answer` (the gold
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -53,7 +53,12 @@ def read_problems(path: str | Path) -> list[Problem]:
 
         rows = pq.read_table(path).to_pylist()
         return [Problem.from_dict(r, where=f"{path}:row {i}") for i, r in enumerate(rows)]
-    problems = []
+    return [Problem.from_dict(d, where=f"{path}:{lineno}") for lineno, d in iter_jsonl(path)]
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; a line that is not a JSON object stops with file:line."""
+    path = Path(path)
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -64,8 +69,7 @@ def read_problems(path: str | Path) -> list[Problem]:
                 raise UserInputError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
             if not isinstance(d, dict):
                 raise UserInputError(f"{path}:{lineno}: expected a JSON object, got {type(d).__name__}")
-            problems.append(Problem.from_dict(d, where=f"{path}:{lineno}"))
-    return problems
+            yield lineno, d
 
 
 def write_problems(problems: Iterable[Problem], path: str | Path) -> int:

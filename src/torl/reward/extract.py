@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from torl.reward.normalize import matching_brace
+
 _OUTPUT_OPEN = "```output"
 _FENCE = "```"
 _BOX = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
@@ -41,22 +43,8 @@ def _without_output_blocks(text: str) -> str:
 
 def _braced(text: str, open_at: int) -> str | None:
     """Content of the `{…}` starting at `open_at`, or None if it never closes. `\\{` and `\\}` are literal."""
-    depth = 0
-    i = open_at
-    n = len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return text[open_at + 1 : i]
-        i += 1
-    return None
+    close = matching_brace(text, open_at)
+    return None if close < 0 else text[open_at + 1 : close]
 
 
 def _box_content(text: str, after: int) -> str | None:

@@ -76,7 +76,7 @@ _UNICODE = str.maketrans(
 )  # fmt: skip
 
 
-def _matching_brace(s: str, open_at: int) -> int:
+def matching_brace(s: str, open_at: int) -> int:
     """Index of the `}` closing the `{` at `open_at` (escaped braces ignored), or -1."""
     depth = 0
     i = open_at
@@ -103,7 +103,7 @@ def _strip_wrapper(s: str, command: str) -> str:
         if not rest.startswith("{"):
             break
         offset = len(s) - len(rest)
-        end = _matching_brace(s, offset)
+        end = matching_brace(s, offset)
         if end != len(s) - 1:
             break
         s = s[offset + 1 : end].strip()
@@ -125,7 +125,7 @@ def _unwrap_text(s: str) -> str:
             out.append(s[i:k])
             i = k
             continue
-        end = _matching_brace(s, k)
+        end = matching_brace(s, k)
         if end < 0:
             break
         out.append(s[i:j])

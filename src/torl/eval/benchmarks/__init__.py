@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from torl.data.schema import Problem
+from torl.data.schema import Problem, iter_jsonl
 from torl.errors import UserInputError
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -132,19 +132,7 @@ def list_benchmarks() -> dict[str, int]:
 
 
 def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserInputError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise UserInputError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            rows.append((lineno, row))
-    return rows
+    return list(iter_jsonl(path))
 
 
 def load_benchmark(name: str) -> list[Problem]:
