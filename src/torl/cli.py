@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "torl.train.cli",
     "torl.eval.cli",
     "torl.data.cli",
+    "torl.demo.cli",
 )
 
 

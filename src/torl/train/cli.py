@@ -82,6 +82,15 @@ def run_train(args) -> int:
 
     split_flags(args)
     path, pinned = resolve_config_path(args.config)
+    from torl.demo.config import is_demo_config
+
+    if is_demo_config(path):  # configs/demo.yaml: the whole demo around the RL run
+        if args.resume or args.print_config:
+            raise UserInputError(f"{path}: --resume and --print-config do not apply to the demo config")
+        from torl.demo.cli import run_demo_config
+
+        run_demo_config(path, [*pinned, *args.overrides])
+        return 0
     cfg = load_config(path, [*pinned, *args.overrides])
     if args.print_config:
         from torl.train.trainer import gradient_accumulation_steps, world_size
