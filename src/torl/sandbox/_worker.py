@@ -34,8 +34,7 @@ _libc.syscall.restype = ctypes.c_long
 _libc.prctl.restype = ctypes.c_int
 
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-MS_NOSUID, MS_NODEV, MNT_DETACH = 2, 4, 2
+MS_NOSUID, MS_NODEV = 2, 4
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_SECCOMP = 22
@@ -377,7 +376,7 @@ class Worker:
         # In our own pid namespace kill(-1) reaches exactly the snippet's leftovers (init itself is immune).
         self.own_pidns = os.getpid() == 1
         self.bpf: bytes | None = None
-        self.tmpfs = False  # a private tmpfs per job (needs our own mount namespace)
+        self.tmpfs = False  # job directories live on a private tmpfs (needs our own mount namespace)
         self.warnings: list[str] = []
 
     def setup(self) -> dict:
@@ -395,7 +394,7 @@ class Worker:
             except Exception as e:
                 self.warnings.append(f"seccomp unavailable: {type(e).__name__}: {e}")
         os.makedirs(self.cfg["job_root"], exist_ok=True)
-        self.tmpfs = self.own_pidns and self._tmpfs_works()
+        self.tmpfs = self.own_pidns and self._mount_tmpfs()
         gc.collect()
         gc.freeze()  # keep the pre-imported heap out of the children's copy-on-write faults
         return {"ready": True, "pid": os.getpid(), "pid_namespace": self.own_pidns, "seccomp": self.bpf is not None,
@@ -403,37 +402,31 @@ class Worker:
                 "drop_caps": bool(self.cfg.get("drop_caps")), "cgroups": self.cfg.get("cgroups", []),
                 "tmpfs_job_dirs": self.tmpfs, "warnings": self.warnings}
 
-    def _tmpfs_works(self) -> bool:
-        probe = tempfile.mkdtemp(prefix="probe-", dir=self.cfg["job_root"])
-        try:
-            if _libc.mount(b"tmpfs", probe.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m"):
-                self.warnings.append(f"no tmpfs job directories: mount failed (errno {ctypes.get_errno()})")
-                return False
-            _libc.umount2(probe.encode(), MNT_DETACH)
-            return True
-        finally:
-            os.rmdir(probe)
+    def _mount_tmpfs(self) -> bool:
+        """Make the job root a private tmpfs (size- and inode-capped; visible only in our mount namespace)."""
+        uid = self.cfg.get("run_as_uid")
+        opts = f"size={self.cfg['disk_mb']}m,nr_inodes={self.cfg['disk_inodes']},mode=0711"
+        if _libc.mount(b"tmpfs", self.cfg["job_root"].encode(), b"tmpfs", MS_NOSUID | MS_NODEV, opts.encode()):
+            self.warnings.append(f"no tmpfs for job directories: mount failed (errno {ctypes.get_errno()})")
+            return False
+        if uid is not None:
+            os.chmod(self.cfg["job_root"], 0o711)
+        return True
 
     def _make_jobdir(self) -> str:
         jobdir = tempfile.mkdtemp(prefix="job-", dir=self.cfg["job_root"])
         uid = self.cfg.get("run_as_uid")
-        if self.tmpfs:  # size- and inode-capped, and freed in O(1) however many files the snippet made
-            opts = f"size={self.cfg['disk_mb']}m,nr_inodes={self.cfg['disk_inodes']},mode=0700"
-            if uid is not None:
-                opts += f",uid={uid},gid={uid}"
-            if _libc.mount(b"tmpfs", jobdir.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, opts.encode()):
-                raise OSError(ctypes.get_errno(), "mounting the job tmpfs failed")
-        elif uid is not None:
+        if uid is not None:
             os.chown(jobdir, uid, uid)
         os.chmod(jobdir, 0o700)
         return jobdir
 
-    def _remove_jobdir(self, jobdir: str) -> None:
-        if self.tmpfs and _libc.umount2(jobdir.encode(), MNT_DETACH) == 0:
-            os.rmdir(jobdir)
-            return
+    @staticmethod
+    def _remove_jobdir(jobdir: str) -> None:
         try:
             shutil.rmtree(jobdir)
+        except FileNotFoundError:
+            pass
         except (OSError, RecursionError):  # very deep trees: let rm do it; never fail a finished result
             import subprocess
 

@@ -408,8 +408,11 @@ def serve(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 8080, *, log_le
 
 
 def serve_local(host: str = "127.0.0.1", port: int = 8080, pool_size: int | None = None, **sandbox_kwargs) -> None:
-    """Start a LocalSandbox and serve it until interrupted; the pool is closed on exit."""
+    """Start a LocalSandbox and serve it until interrupted; the pool is closed on exit. Requests may come from
+    different clients, so each snippet runs from a fresh fork of the worker (`fork_per_request`) by default."""
     from torl.sandbox.local import LocalSandbox
+
+    sandbox_kwargs.setdefault("fork_per_request", True)
 
     with LocalSandbox(pool_size=pool_size, **sandbox_kwargs) as sandbox:
         serve(sandbox, host, port)
