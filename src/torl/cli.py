@@ -14,7 +14,7 @@ import sys
 import torl
 from torl.errors import UserInputError
 
-# (module, what it adds). Order is the order shown in `torl --help`.
+# Modules that add subcommands, in the order `torl --help` shows them.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "torl.sandbox.cli",
     "torl.reward.cli",
@@ -35,13 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:  # TEMPORARY while parts land in parallel; removed at integration
-            if e.name and name.startswith(e.name):
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 
