@@ -117,11 +117,10 @@ def load_demo_config(path: str | Path | None = None, overrides: list[str] | tupl
     errors name the file, line and key."""
     from torl.train.config import (
         TorlTrainConfig,
-        _key_lines,
         _override_keys,
-        _resolve_input_paths,
         apply_override,
         from_dict,
+        read_config_file,
     )
 
     lines: dict[str, int] = {}
@@ -129,21 +128,8 @@ def load_demo_config(path: str | Path | None = None, overrides: list[str] | tupl
     if path is None:
         raw = default_config_dict()
     else:
-        path = Path(path)
-        if not path.is_file():
-            raise UserInputError(f"{path}: no such config file")
-        text = path.read_text(encoding="utf-8")
-        try:
-            raw = yaml.safe_load(text) or {}
-            lines = _key_lines(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            at = f":{mark.line + 1}" if mark is not None else ""
-            raise UserInputError(f"{path}{at}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
-        if not isinstance(raw, dict):
-            raise UserInputError(f"{path}: expected a mapping of config sections, got {type(raw).__name__}")
+        raw, lines = read_config_file(path)
         where = str(path)
-        _resolve_input_paths(raw, path.resolve().parent)
     raw = copy.deepcopy(raw)
     for item in overrides:
         apply_override(raw, item)

@@ -188,6 +188,28 @@ class TorlTrainConfig:
 # ---------------------------------------------------------------------------------------------------- loading
 
 
+def read_config_file(path: str | Path) -> tuple[dict, dict[str, int]]:
+    """The raw mapping of a YAML config file (input paths resolved against its folder) and each dotted key's line.
+
+    Raises UserInputError naming the file (and line) when it is missing, not YAML, or not a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"{path}: no such config file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = yaml.safe_load(text) or {}
+        lines = _key_lines(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f":{mark.line + 1}" if mark is not None else ""
+        raise UserInputError(f"{path}{at}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+    if not isinstance(raw, dict):
+        raise UserInputError(f"{path}: expected a mapping of config sections, got {type(raw).__name__}")
+    _resolve_input_paths(raw, path.resolve().parent)
+    return raw, lines
+
+
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> TorlTrainConfig:
     """Read a YAML config (or start from the defaults when `path` is None), apply `key=value` overrides, validate.
 
@@ -196,24 +218,9 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     raw: dict = {}
     lines: dict[str, int] = {}
     where = "<defaults>"
-    base_dir = Path.cwd()
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise UserInputError(f"{path}: no such config file")
-        text = path.read_text(encoding="utf-8")
-        try:
-            raw = yaml.safe_load(text) or {}
-            lines = _key_lines(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            at = f":{mark.line + 1}" if mark is not None else ""
-            raise UserInputError(f"{path}{at}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
-        if not isinstance(raw, dict):
-            raise UserInputError(f"{path}: expected a mapping of config sections, got {type(raw).__name__}")
+        raw, lines = read_config_file(path)
         where = str(path)
-        base_dir = path.resolve().parent
-        _resolve_input_paths(raw, base_dir)
     for item in overrides:
         apply_override(raw, item)
     cfg = from_dict(TorlTrainConfig, raw, where=where, lines=lines, overridden=_override_keys(overrides))
