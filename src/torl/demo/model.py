@@ -51,21 +51,12 @@ PRETOKENIZE_PATTERN = (
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int):
     """A byte-level BPE `PreTrainedTokenizerFast` trained on `texts` (Llama 3 pre-tokenisation)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE())
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(PRETOKENIZE_PATTERN), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=[EOS], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(itertools.chain(texts, NUMBER_CHUNKS), trainer=trainer)
+    from torl.demo.tiny_model import train_byte_level_bpe
+
+    tok = train_byte_level_bpe(itertools.chain(texts, NUMBER_CHUNKS), pattern=PRETOKENIZE_PATTERN,
+                               vocab_size=vocab_size, special_tokens=[EOS])
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS,
                                    model_max_length=None, clean_up_tokenization_spaces=False)
 

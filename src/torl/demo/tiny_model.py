@@ -10,6 +10,7 @@ With `train_steps > 0` the model is also fitted for a few seconds to that corpus
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,21 +68,30 @@ def _corpus(seed: int) -> list[str]:
     return texts
 
 
-def build_tokenizer(*, seed: int = 0, vocab_size: int = 512):
-    """A byte-level BPE `PreTrainedTokenizerFast` with eos = pad = "<|endoftext|>" and a ChatML chat template."""
+def train_byte_level_bpe(texts: Iterable[str], *, pattern: str, vocab_size: int, special_tokens: list[str],
+                         min_frequency: int = 0):
+    """A `tokenizers` byte-level BPE trained on `texts`, pre-split by the regex `pattern` (NFC-normalised)."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated"),
+        pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, min_frequency=2,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special_tokens, min_frequency=min_frequency,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(_corpus(seed), trainer=trainer)
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def build_tokenizer(*, seed: int = 0, vocab_size: int = 512):
+    """A byte-level BPE `PreTrainedTokenizerFast` with eos = pad = "<|endoftext|>" and a ChatML chat template."""
+    from transformers import PreTrainedTokenizerFast
+
+    tok = train_byte_level_bpe(_corpus(seed), pattern=QWEN2_PATTERN, vocab_size=vocab_size,
+                               special_tokens=SPECIAL_TOKENS, min_frequency=2)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS,
                                    additional_special_tokens=SPECIAL_TOKENS[1:], clean_up_tokenization_spaces=False)
     fast.chat_template = CHAT_TEMPLATE
