@@ -478,18 +478,17 @@ class Worker:
             _child(self.cfg, req, jobdir, (in_r, out_w, err_w, ready_w), self.bpf)
         for fd in (in_r, out_w, err_w, ready_w):
             os.close(fd)
-        try:
+        try:  # _watch reaps the snippet, kills its leftovers and closes in_w
             status, cpu_s, timed_out, duration, out, err = self._watch(pid, start, timeout, out_r, err_r, in_w,
                                                                        stdin_data)
             setup_done = _read_nonblocking(ready_r) == b"1"
             oom = self._oom_kills() > oom_before
-        finally:
+        except BaseException:
             self._kill_leftovers()
-            for fd in (out_r, err_r, ready_r) + ((in_w,) if in_w is not None else ()):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+            raise
+        finally:
+            for fd in (out_r, err_r, ready_r):
+                os.close(fd)
             self._remove_jobdir(jobdir)
         return _result(status, cpu_s, timed_out, timeout, duration, out, err, setup_done, oom)
 

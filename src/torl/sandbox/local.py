@@ -25,7 +25,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from torl.sandbox.base import ExecResult, Sandbox
@@ -58,7 +58,6 @@ class SandboxStats:
     timeout: int = 0
     sandbox_error: int = 0
     workers_replaced: int = 0
-    by_status: dict = field(default_factory=dict)
 
 
 class WorkerDied(Exception):
@@ -210,7 +209,6 @@ class LocalSandbox(Sandbox):
         self.grace_s = grace_s
         self.start_timeout = start_timeout
         self.plan: IsolationPlan = detect(isolation)
-        isolation_plan = self.plan
         _remove_stale(self.plan)
         self.job_root = tempfile.mkdtemp(prefix=f"torl-sandbox-{os.getpid()}-")
         os.chmod(self.job_root, 0o711)
@@ -222,16 +220,16 @@ class LocalSandbox(Sandbox):
             "file_size_mb": file_size_mb,
             "open_files": open_files,
             "max_processes": max_processes,
-            "landlock_abi": isolation_plan.landlock_abi,
-            "seccomp": isolation_plan.seccomp,
-            "drop_caps": isolation_plan.drop_capabilities,
+            "landlock_abi": self.plan.landlock_abi,
+            "seccomp": self.plan.seccomp,
+            "drop_caps": self.plan.drop_capabilities,
             "disk_mb": disk_mb,
             "disk_inodes": disk_inodes,
             "fork_per_request": fork_per_request,
-            "read_paths": read_only_paths() + (["/proc"] if isolation_plan.namespaces else []),
+            "read_paths": read_only_paths() + (["/proc"] if self.plan.namespaces else []),
             "env": SAFE_ENV,
         }
-        self._uid_base = uid_base if isolation_plan.unprivileged_uid else None
+        self._uid_base = uid_base if self.plan.unprivileged_uid else None
         self._cgroups: list[str] = []
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._workers: dict[int, _Worker] = {}
