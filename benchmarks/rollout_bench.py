@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from torl.demo import build_tokenizer
+from torl.models import build_tokenizer
 from torl.rollout import RolloutConfig, extract_code, format_observation, run_rollouts
 from torl.rollout.backends.base import Backend, Generation, GenerationRequest
 from torl.rollout.backends.replay import ReplayBackend

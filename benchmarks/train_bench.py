@@ -290,7 +290,7 @@ def bench_update(model, tokenizer, *, micro_batch: int, prompt_len: int, respons
 def gpu_part(a) -> dict:
     import torch
 
-    from torl.demo.tiny_model import build_tokenizer
+    from torl.models.tiny import build_tokenizer
 
     device = a.device or ("cuda" if torch.cuda.is_available() else None)
     if device is None:

@@ -7,7 +7,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from torl.demo import build_tokenizer
+    from torl.models import build_tokenizer
 
     return build_tokenizer()
 
@@ -15,7 +15,7 @@ def tokenizer():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A tiny Qwen2 model fitted for a few seconds to the demo TIR corpus: it writes ```python blocks."""
-    from torl.demo import build_tiny_model
+    from torl.models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model"), train_steps=80)
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from torl.cli import main
-from torl.demo import demo_problems
+from torl.models import demo_problems
 from torl.reward import extract_answer, grade_many
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from torl.cli import main
 from torl.data import write_problems
-from torl.demo import demo_problems
+from torl.models import demo_problems
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from torl.demo import build_tiny_model, demo_problems
+from torl.models import build_tiny_model, demo_problems
 from torl.rollout import GenerationRequest, build_prompt, make_backend
 
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from torl.demo import demo_problems
+from torl.models import demo_problems
 from torl.rollout import RolloutConfig, build_prompt, format_observation, make_backend, run_rollouts
 
 from .conftest import check_invariants

@@ -21,6 +21,7 @@ from torl.rollout.backends.base import Backend, GenerationRequest
 from torl.rollout.config import RolloutConfig
 from torl.rollout.observation import extract_code, format_observation, inserted_text
 from torl.rollout.result import RolloutResult, ToolCall
+from torl.rollout.seeds import derive_seed
 from torl.rollout.tokens import decode, encode_plain, encode_prompt
 from torl.sandbox.base import ExecResult, Sandbox
 
@@ -30,15 +31,18 @@ Progress = bool | Callable[[int, RolloutResult], None] | None
 
 
 def run_rollouts(prompts: Sequence[str | Sequence[int]], *, backend: Backend, sandbox: Sandbox | None,
-                 config: RolloutConfig | None = None, progress: Progress = None) -> list[RolloutResult]:
+                 config: RolloutConfig | None = None, progress: Progress = None,
+                 seeds: Sequence[int] | None = None) -> list[RolloutResult]:
     """Roll out one sample per prompt (repeat a prompt n times for n samples); results in input order.
 
     prompts: prompt strings (tokenised with the backend's tokenizer) or prompt token ids.
     sandbox: any `torl.sandbox.Sandbox` (may be None when `config.max_tool_calls == 0`).
     progress: True for a tqdm bar, or a callback `(index, result)` called as each sample finishes.
+    seeds: one seed per sample (`torl.rollout.seeds.sample_seeds`); round r of sample i is requested with
+        `derive_seed(seeds[i], r)`. None: the backend's shared random state (not reproducible under batching).
     Works inside a running event loop too (the run then gets its own loop in a worker thread).
     """
-    coro = arun_rollouts(prompts, backend=backend, sandbox=sandbox, config=config, progress=progress)
+    coro = arun_rollouts(prompts, backend=backend, sandbox=sandbox, config=config, progress=progress, seeds=seeds)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -48,11 +52,14 @@ def run_rollouts(prompts: Sequence[str | Sequence[int]], *, backend: Backend, sa
 
 
 async def arun_rollouts(prompts: Sequence[str | Sequence[int]], *, backend: Backend, sandbox: Sandbox | None,
-                        config: RolloutConfig | None = None, progress: Progress = None) -> list[RolloutResult]:
+                        config: RolloutConfig | None = None, progress: Progress = None,
+                        seeds: Sequence[int] | None = None) -> list[RolloutResult]:
     """Async form of `run_rollouts`."""
     config = config or RolloutConfig()
     if config.max_tool_calls > 0 and sandbox is None:
         raise ValueError("a sandbox is needed when max_tool_calls > 0")
+    if seeds is not None and len(seeds) != len(prompts):
+        raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
     loop = _Loop(backend, sandbox, config)
     bar = None
     if progress is True:
@@ -60,7 +67,8 @@ async def arun_rollouts(prompts: Sequence[str | Sequence[int]], *, backend: Back
 
         bar = tqdm(total=len(prompts), desc="rollout", unit="sample", dynamic_ncols=True)
     await backend.open_session()
-    tasks = [asyncio.create_task(loop.sample(i, p)) for i, p in enumerate(prompts)]
+    tasks = [asyncio.create_task(loop.sample(i, p, None if seeds is None else seeds[i]))
+             for i, p in enumerate(prompts)]
     try:
         for done in asyncio.as_completed(tasks):
             index, result = await done
@@ -93,7 +101,8 @@ class _Loop:
         self.gate = asyncio.Semaphore(limit)
         self.executions = 0
 
-    async def sample(self, index: int, prompt: str | Sequence[int]) -> tuple[int, RolloutResult]:
+    async def sample(self, index: int, prompt: str | Sequence[int], seed: int | None = None
+                     ) -> tuple[int, RolloutResult]:
         cfg, tok = self.config, self.tokenizer
         if isinstance(prompt, str):
             res = RolloutResult(prompt=prompt, prompt_ids=encode_prompt(tok, prompt))
@@ -108,8 +117,9 @@ class _Loop:
                 res.finish_reason, res.truncated = "length", True
                 break
             stop = (cfg.stop,) if res.num_executions < cfg.max_tool_calls else ()
+            round_seed = None if seed is None else derive_seed(seed, res.num_rounds)
             gen = await self.backend.agenerate(GenerationRequest(
-                res.prompt_ids + ids, room, stop, cfg.temperature, cfg.top_p, index, res.num_rounds))
+                res.prompt_ids + ids, room, stop, cfg.temperature, cfg.top_p, index, res.num_rounds, round_seed))
             res.num_rounds += 1
             finish = gen.finish_reason if len(gen.token_ids) <= room else "length"
             tokens, lps = list(gen.token_ids[:room]), [float(x) for x in gen.logprobs[:room]]

@@ -7,7 +7,7 @@ line and the dotted key ("configs/x.yaml:12: grpo.clip_ratio: expected a number,
 Paths: data files and validation files given *in a config file* are relative to that file's directory; paths
 given on the command line, `run_dir`, and `model.path` when no such directory exists next to the config are
 taken as given (relative to the current directory). `model.path` may be a local model directory, a hub id, or
-`tiny://` (a tiny random Qwen2-style model built locally by `torl.demo.tiny_model.build_tiny_model`, cached
+`tiny://` (a tiny random Qwen2-style model built locally by `torl.models.tiny.build_tiny_model`, cached
 under `model.tiny_cache`, default `~/.cache/torl/tiny_model`).
 """
 
@@ -41,7 +41,7 @@ class ModelConfig:
     keep float32 master weights and let train.precision=bf16 run the compute in bf16 (with lr 1e-6, updates to
     bf16 weights are mostly rounded away).
     gradient_checkpointing: recompute activations in the backward pass (memory for time).
-    tiny: keyword arguments of `torl.demo.tiny_model.build_tiny_model` for `tiny://` (e.g. train_steps: 100 to
+    tiny: keyword arguments of `torl.models.tiny.build_tiny_model` for `tiny://` (e.g. train_steps: 100 to
     warm it up on TIR transcripts). tiny_cache: where `tiny://` models are built (default
     ~/.cache/torl/tiny_model; one subdirectory per set of arguments, reused)."""
 
@@ -422,7 +422,7 @@ def validate(cfg: TorlTrainConfig, *, where: str = "", lines: dict[str, int] | N
 def _check_tiny_args(args: dict, fail) -> None:
     import inspect
 
-    from torl.demo.tiny_model import build_tiny_model
+    from torl.models.tiny import build_tiny_model
 
     params = inspect.signature(build_tiny_model).parameters
     for key in args:

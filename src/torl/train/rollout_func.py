@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from torl.rollout import RolloutConfig, RolloutResult, make_backend, run_rollouts
 from torl.rollout.backends.transformers_backend import TransformersBackend
+from torl.rollout.seeds import sample_seeds
 from torl.train.recorder import StepRecorder
 
 log = logging.getLogger(__name__)
@@ -145,12 +146,15 @@ class TIRRolloutFunction:
     config: the training RolloutConfig. sandbox: where code runs. recorder: receives the rollouts (the reward
     function and the step callback read them). backend_factory: `trainer -> context manager yielding a torl
     Backend` (default: vLLM if the trainer uses it, else HF generate on the live model).
+    seed: the run's seed; sample i of a call gets the seed derive_seed(seed, step, process index, i), so a
+    step's samples depend on (seed, step, prompt, sample) only (None: the backend's shared random state).
     """
 
     def __init__(self, config: RolloutConfig, sandbox, recorder: StepRecorder, *,
                  backend_factory: BackendFactory | None = None, generation_batch_size: int = 64,
-                 check_prompt_groups: bool = True) -> None:
+                 check_prompt_groups: bool = True, seed: int | None = None) -> None:
         self.config = config
+        self.seed = seed
         self.sandbox = sandbox
         self.recorder = recorder
         self.backend_factory = backend_factory or (
@@ -165,8 +169,12 @@ class TIRRolloutFunction:
             check_groups(prompts, trainer.num_generations)
         self.calls.append(len(prompts))
         start = time.perf_counter()
+        mode = "train" if trainer.model.training else "eval"
+        seeds = sample_seeds(self.seed, len(prompts), mode, trainer.state.global_step,
+                             trainer.accelerator.process_index)
         with self.backend_factory(trainer) as backend:
-            results = run_rollouts(list(prompts), backend=backend, sandbox=self.sandbox, config=self.config)
+            results = run_rollouts(list(prompts), backend=backend, sandbox=self.sandbox, config=self.config,
+                                   seeds=seeds)
         seconds = time.perf_counter() - start
         first = self.recorder.add_rollouts(results, seconds)
         eos = trainer.processing_class.eos_token_id

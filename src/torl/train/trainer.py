@@ -232,7 +232,7 @@ def resolve_model_path(cfg: TorlTrainConfig) -> str:
         return cfg.model.path
     from accelerate import PartialState
 
-    from torl.demo.tiny_model import build_tiny_model
+    from torl.models.tiny import build_tiny_model
 
     key = hashlib.sha256(json.dumps(cfg.model.tiny, sort_keys=True).encode()).hexdigest()[:12]
     root = Path(cfg.model.tiny_cache or Path.home() / ".cache" / "torl" / "tiny_model").expanduser()
@@ -334,7 +334,7 @@ def _assemble(cfg: TorlTrainConfig, grpo_args: GRPOConfig, sandbox, backend_fact
     recorder = StepRecorder()
     factory = backend_factory or (
         lambda tr: default_backend_factory(tr, max_batch_size=cfg.engine.generation_batch_size))
-    rollout_func = TIRRolloutFunction(cfg.rollout, sandbox, recorder, backend_factory=factory)
+    rollout_func = TIRRolloutFunction(cfg.rollout, sandbox, recorder, backend_factory=factory, seed=cfg.seed)
     reward = TIRReward(cfg.reward, recorder)
     validator = None
     if cfg.validation.every or cfg.validation.at_start:

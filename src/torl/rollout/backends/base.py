@@ -17,6 +17,8 @@ class GenerationRequest:
     max_new_tokens: the most tokens to sample.
     stop: strings that end the round when the text sampled *in this round* contains one.
     sample_index, round_index: which sample and round this is (for replay and logging; engines ignore them).
+    seed: this round's own sampling seed (None: the engine's shared random state). A backend that honours it
+        draws the round's tokens from this seed alone, so the sample does not depend on batching or timing.
     """
 
     prompt_ids: list[int]
@@ -26,6 +28,7 @@ class GenerationRequest:
     top_p: float = 1.0
     sample_index: int = 0
     round_index: int = 0
+    seed: int | None = None
 
 
 @dataclass
