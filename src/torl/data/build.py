@@ -45,7 +45,7 @@ FILTER_ORDER = (
 @dataclass
 class BuildConfig:
     max_prompt_tokens: int = 390  # the reference dropped prompts over 390 tokens (max prompt length 400)
-    tokenizer: str | None = None  # a local tokenizer directory; None -> character limit
+    tokenizer: str | None = None  # a local tokenizer directory or "qwen2.5"; None -> character limit
     max_prompt_chars: int = 1560  # used without a tokenizer: 390 tokens x ~4 characters
     drop_all_multiple_choice: bool = False
     decontaminate: bool = True
@@ -129,7 +129,8 @@ def boxes_other_answers(items: Sequence[RawItem], workers: int | None = None) ->
 
 
 def prompt_lengths(problems: Sequence[str], tokenizer: str | None, progress: bool = False) -> list[int]:
-    """Length of each problem's reference prompt: tokens of `tokenizer` (a local directory), else characters."""
+    """Length of each problem's reference prompt: tokens of `tokenizer` (a local directory or "qwen2.5"), else
+    characters."""
     from tqdm.auto import tqdm
 
     prompts = [base_prompt(p) for p in problems]
@@ -137,8 +138,10 @@ def prompt_lengths(problems: Sequence[str], tokenizer: str | None, progress: boo
         return [len(p) for p in prompts]
     from transformers import AutoTokenizer
 
+    from torl.models.qwen25 import resolve_tokenizer_path
+
     try:
-        tok = AutoTokenizer.from_pretrained(tokenizer, local_files_only=True)
+        tok = AutoTokenizer.from_pretrained(resolve_tokenizer_path(tokenizer), local_files_only=True)
     except Exception as e:  # transformers raises OSError/ValueError/... for a bad directory
         raise UserInputError(f"--tokenizer {tokenizer}: cannot load a tokenizer ({type(e).__name__}: {e})") from None
     lengths: list[int] = []
@@ -337,8 +340,11 @@ def build_dataset(
     return BuildResult(problems, dropped, report)
 
 
-def write_outputs(result: BuildResult, out_dir: str | Path, split: str = "train") -> dict[str, Path]:
-    """Write train.parquet (veRL), problems.jsonl (torl), dropped.jsonl, report.json and report.md."""
+def write_outputs(result: BuildResult, out_dir: str | Path, split: str = "train",
+                  flavour: str = "torl") -> dict[str, Path]:
+    """Write train.parquet (veRL), problems.jsonl (torl), dropped.jsonl, report.json and report.md.
+    flavour "reference": train.parquet holds the bare problem as its user message, for the reference trainer
+    (`torl.data.verl`); the columns are the same."""
     from torl.data.report import render_markdown
 
     out = Path(out_dir)
@@ -350,7 +356,8 @@ def write_outputs(result: BuildResult, out_dir: str | Path, split: str = "train"
         "report_json": out / "report.json",
         "report_md": out / "report.md",
     }
-    write_verl_parquet(result.problems, paths["verl"], split)
+    write_verl_parquet(result.problems, paths["verl"], split, flavour)
+    result.report["verl_flavour"] = flavour
     write_problems(result.problems, paths["problems"])
     with paths["dropped"].open("w", encoding="utf-8") as f:
         for d in result.dropped:

@@ -18,15 +18,21 @@ def register(subparsers) -> None:
         "and write train.parquet (veRL), problems.jsonl (torl), dropped.jsonl, report.json and report.md.",
     )
     b.add_argument("--source", action="append", required=True, metavar="FORMAT[:LABEL]=PATH",
-                   help="numina|math|deepscaler|generic = a file, a directory of files, or a datasets directory; "
+                   help="numina|math|deepscaler|generic|verl = a file, a directory of files, or a datasets directory "
+                   "(verl: a veRL/reference parquet, TORL-SPEC §2); "
                    "repeat for several sources (earlier sources win duplicates)")
     b.add_argument("--columns", action="append", default=[], metavar="LABEL:FIELD=COLUMN[,...]",
                    help="column names of a source, e.g. gsm:problem=question,answer=final; fields: id, problem, "
                    "answer, solution, messages, level, difficulty, type, subsource")
     b.add_argument("--out", required=True, help="output directory")
-    b.add_argument("--tokenizer", help="local tokenizer directory for the prompt-length limit")
+    b.add_argument("--tokenizer", help="local tokenizer directory, or qwen2.5 (built offline), for the prompt-length "
+                   "limit")
     b.add_argument("--max-prompt-tokens", type=int, default=390)
     b.add_argument("--max-prompt-chars", type=int, default=1560, help="limit used when no --tokenizer is given")
+    b.add_argument("--for", dest="flavour", choices=("torl", "reference"), default="torl",
+                   help="train.parquet's user message: torl = the instruction line + the problem; reference = the "
+                   "bare problem, as in the reference's own files, for the reference trainer, which adds the "
+                   "instruction itself (TORL-SPEC §2; default: torl)")
     b.add_argument("--split", default="train", help="split to read from datasets directories (default: train)")
     b.add_argument("--benchmarks", help="comma-separated shipped benchmarks to decontaminate against (default: all)")
     b.add_argument("--no-decontaminate", action="store_true", help="skip decontamination")
@@ -93,7 +99,7 @@ def _build(args: argparse.Namespace) -> int:
         progress=sys.stderr.isatty(),
     )
     result = build_dataset(specs, config)
-    paths = write_outputs(result, args.out, args.split)
+    paths = write_outputs(result, args.out, args.split, args.flavour)
     r = result.report
     print(f"kept {r['n_kept']} of {r['n_input']} rows; report: {paths['report_md']}")
     for name in r["filter_order"]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from torl.data.answers import boxed_contents, other_boxed
 from torl.errors import UserInputError
 
-FORMATS = ("numina", "math", "deepscaler", "generic")
+FORMATS = ("numina", "math", "deepscaler", "generic", "verl")
 FIELDS = ("id", "problem", "answer", "solution", "messages", "level", "difficulty", "type", "subsource")
 DEFAULT_COLUMNS: dict[str, dict[str, str]] = {
     "numina": {"problem": "problem", "solution": "solution", "answer": "answer", "messages": "messages",
@@ -30,6 +30,7 @@ DEFAULT_COLUMNS: dict[str, dict[str, str]] = {
     "deepscaler": {"problem": "problem", "answer": "answer", "solution": "solution", "difficulty": "difficulty",
                    "type": "type"},
     "generic": {"id": "id", "problem": "problem", "answer": "answer", "solution": "solution"},
+    "verl": {},  # fixed schema (TORL-SPEC §2), read by torl.data.verl.verl_row_fields
 }
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 SPLIT_NAMES = ("train", "test", "validation", "val", "dev")
@@ -275,6 +276,8 @@ def row_to_item(spec: SourceSpec, row: object, where: str, item_id: str) -> RawI
 
     if not isinstance(row, dict):
         raise ValueError(f"expected an object, got {type(row).__name__}")
+    if spec.format == "verl":
+        return _verl_item(spec, row, where, item_id)
     cols = spec.column_map()
     problem = _text(row, cols["problem"], "problem")
     solution = _text(row, cols["solution"], "solution") if "solution" in cols else None
@@ -308,6 +311,18 @@ def row_to_item(spec: SourceSpec, row: object, where: str, item_id: str) -> RawI
     if isinstance(sub, str) and sub.strip():
         source = f"{spec.label}/{sub.strip()}"
     return RawItem(item_id, problem, answer, answer_from, source, where, meta, boxed)
+
+
+def _verl_item(spec: SourceSpec, row: dict, where: str, item_id: str) -> RawItem:
+    """A veRL / reference row (chat `prompt`, `reward_model.ground_truth`, `extra_info`) -> RawItem."""
+    from torl.data.verl import verl_row_fields
+
+    f = verl_row_fields(row)
+    meta = {"origin": where, "answer_from": "answer"}
+    if f["id"] is not None:
+        meta["source_id"] = f["id"]
+    source = f"{spec.label}/{f['data_source']}" if f["data_source"] else spec.label
+    return RawItem(item_id, f["problem"], clean_answer(f["answer"]), "answer", source, where, meta)
 
 
 _CHOICE_LABEL = re.compile(r"^\\text(?:bf|rm)?\{\s*\(?[A-E]\)?\s*\}\s*(?:\\[ ,;:!]|~|\s)*(?=\S)")
@@ -352,7 +367,7 @@ def read_source(
             except ValueError as e:
                 error = str(e)
             else:
-                problem_column_seen = problem_column_seen or spec.column_map()["problem"] in row or (
+                problem_column_seen = problem_column_seen or spec.format == "verl" or spec.column_map()["problem"] in row or (
                     spec.column_map().get("messages", "\0") in row)
                 items.append(item)
                 continue

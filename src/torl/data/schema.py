@@ -44,15 +44,20 @@ class Problem:
 
 
 def read_problems(path: str | Path) -> list[Problem]:
-    """Read problems from a .jsonl or .parquet file in torl's schema. Errors name file:line and field."""
+    """Read problems from a .jsonl or .parquet file in torl's schema, or a veRL/reference parquet (TORL-SPEC §2).
+    Errors name file:line and field."""
     path = Path(path)
     if not path.exists():
         raise UserInputError(f"{path}: no such file")
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        rows = pq.read_table(path).to_pylist()
-        return [Problem.from_dict(r, where=f"{path}:row {i}") for i, r in enumerate(rows)]
+        from torl.data.verl import is_verl_columns, read_verl_parquet
+
+        table = pq.read_table(path)
+        if is_verl_columns(table.column_names):  # a veRL / reference file (TORL-SPEC §2)
+            return read_verl_parquet(path)
+        return [Problem.from_dict(r, where=f"{path}:row {i}") for i, r in enumerate(table.to_pylist())]
     return [Problem.from_dict(d, where=f"{path}:{lineno}") for lineno, d in iter_jsonl(path)]
 
 

@@ -63,7 +63,8 @@ def register(subparsers) -> None:
     m.add_argument(
         "--tokenizer",
         default=None,
-        help="tokenizer directory (default: the model's; with --backend openai: --model when it is a directory)",
+        help="tokenizer directory or qwen2.5 (default: the model's; with --backend openai: --model when it is a "
+        "directory)",
     )
     m.add_argument(
         "--engine-arg",
@@ -78,7 +79,8 @@ def register(subparsers) -> None:
     b.add_argument(
         "--benchmarks",
         default="aime24,aime25,math500,olympiadbench,amc23",
-        help="comma-separated names (see --list) and/or .jsonl/.json/.parquet files (default: %(default)s)",
+        help="comma-separated names (see --list) and/or .jsonl/.json/.parquet files; a veRL/reference parquet "
+        "gives one benchmark per data_source (FILE.parquet:SOURCE picks one) (default: %(default)s)",
     )
     b.add_argument(
         "--columns",
@@ -103,6 +105,12 @@ def register(subparsers) -> None:
     )
     g.add_argument(
         "--max-tool-calls", type=int, default=1, help="executions per response, C (default: %(default)s)"
+    )
+    g.add_argument(
+        "--tool-call-budget",
+        choices=("executions", "rounds"),
+        default="executions",
+        help="what C counts: executions (default) or rounds that may stop at ```output (the reference's)",
     )
     g.add_argument(
         "--max-response-tokens",
@@ -166,6 +174,10 @@ def check_tokenizer(backend: str, model: str, tokenizer: str | None) -> str | No
     """The tokenizer directory to load, checked to exist (None: the backend loads the model's own)."""
     if tokenizer is None and backend != "openai":
         return None
+    if tokenizer is not None:
+        from torl.models.qwen25 import resolve_tokenizer_path
+
+        tokenizer = resolve_tokenizer_path(tokenizer)  # "qwen2.5": the Qwen2.5 tokenizer built offline
     path = Path(tokenizer or model).expanduser()
     if not path.is_dir():
         if tokenizer is None:
@@ -235,6 +247,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
         mode=args.mode,
         template=args.template,
         max_tool_calls=args.max_tool_calls,
+        tool_call_budget=args.tool_call_budget,
         max_response_tokens=args.max_response_tokens,
         temperature=args.temperature,
         top_p=args.top_p,

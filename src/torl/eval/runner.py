@@ -35,6 +35,7 @@ GENERATION_KEYS = (
     "mode",
     "template",
     "max_tool_calls",
+    "tool_call_budget",
     "max_response_tokens",
     "temperature",
     "top_p",
@@ -58,6 +59,7 @@ class EvalConfig:
     mode: str = "tir"
     template: str | None = None
     max_tool_calls: int = 1
+    tool_call_budget: str = "executions"
     max_response_tokens: int = 3072
     temperature: float = 0.0
     top_p: float = 1.0
@@ -95,6 +97,7 @@ def rollout_config(cfg: EvalConfig):
     try:
         return RolloutConfig(
             max_tool_calls=cfg.max_tool_calls,
+            tool_call_budget=cfg.tool_call_budget,
             max_response_tokens=cfg.max_response_tokens,
             temperature=cfg.temperature,
             top_p=cfg.top_p,

@@ -18,13 +18,16 @@ def register(subparsers) -> None:
     p.add_argument("--model", required=True, help="model directory (transformers/vllm) or served model name (openai)")
     p.add_argument("--backend", default="transformers", choices=["transformers", "vllm", "openai"])
     p.add_argument("--base-url", default="http://127.0.0.1:8000", help="openai backend: server URL")
-    p.add_argument("--tokenizer", default=None, help="openai backend: tokenizer directory (default: --model)")
+    p.add_argument("--tokenizer", default=None,
+                   help="openai backend: tokenizer directory or qwen2.5 (default: --model)")
     p.add_argument("--input", required=True, help="problems (.jsonl or .parquet: id, problem, answer)")
     p.add_argument("--out", default=None, help="output JSONL (required unless --show)")
     p.add_argument("-n", type=int, default=1, help="samples per problem (default 1)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N problems")
     p.add_argument("--template", default="torl", help="prompt template name or file (default torl)")
     p.add_argument("--max-tool-calls", type=int, default=1, help="executions per response, C (default 1)")
+    p.add_argument("--tool-call-budget", default="executions", choices=["executions", "rounds"],
+                   help="what C counts: executions (default) or rounds that may stop at ```output (the reference's)")
     p.add_argument("--max-response-tokens", type=int, default=3072)
     p.add_argument("--temperature", type=float, default=1.0, help="0 for greedy (default 1.0)")
     p.add_argument("--top-p", type=float, default=1.0)
@@ -50,7 +53,8 @@ def _rollout(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise UserInputError(f"-n must be >= 1, got {args.n}")
     try:
-        config = RolloutConfig(max_tool_calls=args.max_tool_calls, max_response_tokens=args.max_response_tokens,
+        config = RolloutConfig(max_tool_calls=args.max_tool_calls, tool_call_budget=args.tool_call_budget,
+                               max_response_tokens=args.max_response_tokens,
                                temperature=args.temperature, top_p=args.top_p,
                                observation_style=args.observation_style, exec_timeout=args.exec_timeout)
     except ValueError as e:
@@ -68,7 +72,10 @@ def _rollout(args: argparse.Namespace) -> int:
     elif args.backend == "vllm":
         backend = make_backend("vllm", args.model, max_batch_size=args.batch_size, seed=args.seed)
     else:
-        backend = make_backend("openai", args.model, base_url=args.base_url, tokenizer=args.tokenizer)
+        from torl.models.qwen25 import resolve_tokenizer_path
+
+        backend = make_backend("openai", args.model, base_url=args.base_url,
+                               tokenizer=resolve_tokenizer_path(args.tokenizer) if args.tokenizer else None)
     tokenizer = backend.tokenizer
     jobs = [(p, k) for p in problems for k in range(args.n)]
     prompts = [template.render(p.problem, tokenizer) for p, _ in jobs]

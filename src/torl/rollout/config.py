@@ -6,16 +6,23 @@ from dataclasses import asdict, dataclass
 
 from torl.rollout.observation import STYLES, ObservationFormat
 
+BUDGETS: tuple[str, ...] = ("executions", "rounds")
+
 
 @dataclass
 class RolloutConfig:
     """How the loop runs (reference values as defaults, TORL-SPEC §3 and §5).
 
-    max_tool_calls: C, the most executions per response (0: no tool; the first round has no stop string).
+    max_tool_calls: C (0: no tool; the first round has no stop string). What it counts is `tool_call_budget`:
+        "executions" (default): code runs; a round that stops at the marker without a complete block costs
+        nothing. "rounds" (the reference's `num_llm_calls_available`, TORL-SPEC §3 step 5): every round generated
+        with the stop marker costs one, whether or not code ran. Either way, once C is spent the next round is
+        generated without the stop marker.
     max_response_tokens: cap on the whole response, observations included; a response cut by it is truncated.
     temperature, top_p: sampling (temperature 0 = greedy).
     stop: the marker that ends a round for execution; it stays in the response as model tokens.
-    observation_style: "torl" (truthful, default) or "reference" (bit for bit).
+    observation_style: "torl" (truthful, default) or "reference" (bit for bit; also runs a whitespace-only
+        python block, as the reference does).
     obs_max_chars, obs_head_chars, obs_tail_chars: "torl" style truncation (head + "..." + tail).
     exec_timeout, exec_memory_mb: per execution, passed to the sandbox.
     tool_grace_s: how long past exec_timeout the engine waits for a sandbox answer before recording a timeout.
@@ -35,6 +42,7 @@ class RolloutConfig:
     exec_memory_mb: int | None = None
     tool_grace_s: float = 30.0
     max_concurrent_tool_calls: int | None = None
+    tool_call_budget: str = "executions"
 
     def __post_init__(self) -> None:
         if self.max_tool_calls < 0:
@@ -47,6 +55,8 @@ class RolloutConfig:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_tool_calls > 0 and not self.stop:
             raise ValueError("stop must be a non-empty string when max_tool_calls > 0")
+        if self.tool_call_budget not in BUDGETS:
+            raise ValueError(f"tool_call_budget must be one of {BUDGETS}, got {self.tool_call_budget!r}")
         if self.observation_style not in STYLES:
             raise ValueError(f"observation_style must be one of {STYLES}, got {self.observation_style!r}")
         if self.exec_timeout <= 0:

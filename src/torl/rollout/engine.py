@@ -1,7 +1,8 @@
 """The tool-integrated generation loop (TORL-SPEC §3), one asyncio task per sample.
 
 Per sample: generate with the stop marker; if the round stopped there, run the last python block of the round
-in the sandbox, append the observation, continue. After `max_tool_calls` executions the next round runs without
+in the sandbox, append the observation, continue. After `max_tool_calls` executions (or, with
+`tool_call_budget="rounds"`, rounds generated with the marker: the reference's count) the next round runs without
 the stop marker. The response ends at EOS or at `max_response_tokens` (observations count).
 
 Token-exact: the model's sampled ids are kept as they are (mask 1, their logprobs); only the inserted observation
@@ -116,7 +117,8 @@ class _Loop:
             if room <= 0:
                 res.finish_reason, res.truncated = "length", True
                 break
-            stop = (cfg.stop,) if res.num_executions < cfg.max_tool_calls else ()
+            spent = res.num_rounds if cfg.tool_call_budget == "rounds" else res.num_executions
+            stop = (cfg.stop,) if spent < cfg.max_tool_calls else ()
             round_seed = None if seed is None else derive_seed(seed, res.num_rounds)
             gen = await self.backend.agenerate(GenerationRequest(
                 res.prompt_ids + ids, room, stop, cfg.temperature, cfg.top_p, index, res.num_rounds, round_seed))
@@ -144,7 +146,7 @@ class _Loop:
             if finish == "length" or len(ids) >= cfg.max_response_tokens:
                 res.finish_reason, res.truncated = "length", True
                 break
-            code = extract_code(round_text, stop=cfg.stop)
+            code = extract_code(round_text, stop=cfg.stop, run_blank=cfg.observation_style == "reference")
             if code is None:  # stopped at the marker without a finished block: nothing runs, go on
                 continue
             result = await self.execute(code)

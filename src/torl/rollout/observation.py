@@ -22,13 +22,14 @@ REFERENCE_TIMEOUT_TEXT = "timeout_decorator.timeout_decorator.TimeoutError: 'Tim
 NO_OUTPUT_TEXT = "(no output: the code ran without errors but printed nothing)"
 
 
-def extract_code(round_text: str, *, stop: str = OUTPUT_MARKER) -> str | None:
+def extract_code(round_text: str, *, stop: str = OUTPUT_MARKER, run_blank: bool = False) -> str | None:
     """The code of the last ```` ```python ```` block in one round's text, or None.
 
     Text from the last `stop` marker on is ignored. A line that starts or ends with "```python" opens a block
     (dropping any block still open); a line starting with "```" closes it. If the last block opened is never
     closed, the model did not finish its code and nothing runs (None), as in the reference. A block holding
-    only whitespace is None too.
+    only whitespace is None too, unless `run_blank` (the reference runs it, TORL-SPEC §3 step 2: its empty output
+    then reads as the reference's timeout text).
     """
     if stop and stop in round_text:
         round_text = round_text[: round_text.rindex(stop)]
@@ -43,7 +44,7 @@ def extract_code(round_text: str, *, stop: str = OUTPUT_MARKER) -> str | None:
             code = None
         elif code is not None:
             code.append(line)
-    if code is not None or last is None or not last.strip():
+    if code is not None or last is None or not (last.strip() or run_blank):
         return None
     return last
 

@@ -56,13 +56,16 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """train_files: torl Problem files (.jsonl/.parquet), concatenated. template: torl.rollout template name.
-    max_prompt_tokens: prompts longer than this are dropped (and counted). shuffle: shuffle the prompt order
-    (seeded by `seed`; the order is part of the checkpoint)."""
+    """train_files: torl Problem files (.jsonl/.parquet) or veRL / reference parquet files (TORL-SPEC §2),
+    concatenated. template: torl.rollout template name. max_prompt_tokens: prompts longer than this are dropped
+    (and counted). length_tokenizer: the tokenizer that counts prompt tokens: null = the model's, "qwen2.5" = the
+    Qwen2.5 tokenizer built offline (the reference's filter: <= 390 of its tokens), or a tokenizer directory.
+    shuffle: shuffle the prompt order (seeded by `seed`; the order is part of the checkpoint)."""
 
     train_files: list[str] = field(default_factory=list)
     template: str = "torl"
     max_prompt_tokens: int = 400
+    length_tokenizer: str | None = None
     shuffle: bool = True
 
 

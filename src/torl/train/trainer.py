@@ -326,7 +326,7 @@ def _assemble(cfg: TorlTrainConfig, grpo_args: GRPOConfig, sandbox, backend_fact
     tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
     _check_context(model_path, cfg)
     prompts = render_prompts(read_train_problems(cfg.data.train_files), tokenizer, template=cfg.data.template,
-                             max_prompt_tokens=cfg.data.max_prompt_tokens)
+                             max_prompt_tokens=cfg.data.max_prompt_tokens, length_tokenizer=cfg.data.length_tokenizer)
     if len(prompts.rows) < cfg.grpo.prompts_per_step:
         raise UserInputError(f"data.train_files: {len(prompts.rows)} usable prompts, fewer than "
                              f"grpo.prompts_per_step ({cfg.grpo.prompts_per_step})")

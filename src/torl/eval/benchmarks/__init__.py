@@ -218,13 +218,50 @@ def load_benchmark_file(path: str | Path, columns: Mapping[str, str] | None = No
 
 def is_benchmark_file(spec: str) -> bool:
     """True when a --benchmarks entry names a file rather than a shipped benchmark."""
-    return spec.endswith(FILE_SUFFIXES) or "/" in spec
+    return spec.endswith(FILE_SUFFIXES) or "/" in spec or _split_source(spec)[1] is not None
+
+
+def _split_source(spec: str) -> tuple[str, str | None]:
+    """`FILE.parquet:SOURCE` -> (FILE.parquet, SOURCE); anything else -> (spec, None)."""
+    path, sep, source = spec.rpartition(".parquet:")
+    return (path + ".parquet", source) if sep and path and source else (spec, None)
+
+
+def load_verl_benchmarks(path: str | Path, source: str | None = None) -> dict[str, list[Problem]]:
+    """A veRL / reference parquet (TORL-SPEC §2) as one benchmark per `data_source` ({"aime24": [...], ...});
+    `source` keeps only that one. Repeated rows (the reference repeats AIME items 4x) stay separate items."""
+    from torl.data.verl import read_verl_parquet
+
+    out: dict[str, list[Problem]] = {}
+    for p in read_verl_parquet(path):
+        out.setdefault(p.source or Path(path).stem, []).append(p)
+    if not out:
+        raise UserInputError(f"{path}: no problems in the file")
+    if source is not None:
+        if source not in out:
+            raise UserInputError(f"{path}: no data_source {source!r}; the file has {', '.join(sorted(out))}")
+        out = {source: out[source]}
+    return out
+
+
+def is_verl_parquet(path: str) -> bool:
+    if not path.endswith(".parquet") or not Path(path).is_file():
+        return False
+    import pyarrow.parquet as pq
+
+    from torl.data.verl import is_verl_columns
+
+    try:
+        return is_verl_columns(pq.read_schema(path).names)
+    except Exception:  # not a readable parquet: load_benchmark_file names the problem
+        return False
 
 
 def resolve_benchmarks(
     specs: list[str], columns: Mapping[str, str] | None = None
 ) -> dict[str, list[Problem]]:
-    """Shipped names and/or file paths -> {benchmark name: problems}. A file's benchmark name is its stem."""
+    """Shipped names and/or file paths -> {benchmark name: problems}. A file's benchmark name is its stem; a
+    veRL / reference parquet gives one benchmark per `data_source` (`FILE.parquet:SOURCE` picks one)."""
     if not specs:
         raise UserInputError(f"no benchmarks given; available: {', '.join(BENCHMARKS)}")
     unknown = [s for s in specs if not is_benchmark_file(s) and s not in BENCHMARKS]
@@ -235,13 +272,18 @@ def resolve_benchmarks(
         )
     out: dict[str, list[Problem]] = {}
     for spec in specs:
-        if is_benchmark_file(spec):
-            name, problems = Path(spec).stem, load_benchmark_file(spec, columns)
+        path, source = _split_source(spec)
+        if source is not None or is_verl_parquet(path):
+            found = load_verl_benchmarks(path, source)
+        elif is_benchmark_file(spec):
+            found = {Path(spec).stem: load_benchmark_file(spec, columns)}
         else:
-            name, problems = spec, load_benchmark(spec)
-        if name in out:
-            raise UserInputError(
-                f"benchmark {name!r} given twice (a file's benchmark name is its file name stem)"
-            )
-        out[name] = problems
+            found = {spec: load_benchmark(spec)}
+        for name, problems in found.items():
+            if name in out:
+                raise UserInputError(
+                    f"benchmark {name!r} given twice (a file's benchmark name is its file name stem; a veRL "
+                    "file's are its data_source values)"
+                )
+            out[name] = problems
     return out
