@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import re
 import signal
 import time
 
@@ -43,7 +44,8 @@ def test_output_then_crash_keeps_both_streams(local_sandbox):
     r = local_sandbox.run("print('partial result 42')\nraise ValueError('boom')")
     assert r.status == "error" and r.return_code == 1
     assert r.stdout == "partial result 42\n"
-    assert r.stderr.startswith("Traceback (most recent call last):\n  File \"<string>\", line 2, in <module>")
+    assert re.match(r'Traceback \(most recent call last\):\n  File "/\S+\.py", line 2, in <module>\n'
+                    r"    raise ValueError\('boom'\)", r.stderr), r.stderr
     assert r.stderr.rstrip().endswith("ValueError: boom")
     assert "_worker.py" not in r.stderr  # the sandbox's own frames are not shown
 
@@ -109,13 +111,25 @@ def test_large_stdin_is_written_without_deadlock(local_sandbox):
     assert r.status == "ok" and r.stdout == f"{len(data)}\n"
 
 
-def test_fresh_empty_job_directory_removed_afterwards(local_sandbox):
+def test_fresh_job_directory_holds_only_the_script_and_is_removed_afterwards(local_sandbox):
     r = local_sandbox.run("import os; print(os.getcwd()); print(os.listdir('.')); open('f.txt', 'w').write('x')")
     cwd, listing = r.stdout.splitlines()
-    assert listing == "[]" and cwd.startswith(local_sandbox.job_root)
+    assert re.fullmatch(r"\['tmp\w{8}\.py'\]", listing) and cwd.startswith(local_sandbox.job_root)
     assert not os.path.exists(cwd)
     r2 = local_sandbox.run("import os; print(os.listdir('.'))")
-    assert r2.stdout == "[]\n"
+    assert re.fullmatch(r"\['tmp\w{8}\.py'\]\n", r2.stdout)
+
+
+def test_snippet_runs_from_a_real_file_like_python_file_py(local_sandbox):
+    """As Sandbox Fusion runs `python /tmp/…/tmpXXXX.py`: __file__, sys.argv[0] and sys.path[0] name the file and
+    its directory, __main__ has a script's attributes, and tracebacks quote the source line."""
+    r = local_sandbox.run("import os, sys\nprint(__file__ == sys.argv[0] == os.path.abspath(__file__), len(sys.argv))\n"
+                          "print(os.path.dirname(__file__) == os.getcwd() == sys.path[0], __spec__, __package__)\n"
+                          "print(open(__file__).read().count('\\n'))\n"
+                          "x = 1\ny = x / 0\n")
+    assert r.status == "error"
+    assert r.stdout == "True 1\nTrue None None\n6\n"
+    assert re.search(r'File "/[^"]+/tmp\w{8}\.py", line 6, in <module>\n    y = x / 0\n', r.stderr), r.stderr
 
 
 def test_environment_is_scrubbed(local_sandbox, monkeypatch):

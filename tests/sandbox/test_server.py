@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import logging
 
 import httpx
@@ -35,6 +36,7 @@ def http(server):
 
 
 def run_code(http: httpx.Client, **body) -> dict:
+    body.setdefault("language", "python")
     r = http.post("/run_code", json=body)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/json"
@@ -51,6 +53,9 @@ def assert_schema(data: dict) -> None:
     assert data["executor_pod_name"] is None or isinstance(data["executor_pod_name"], str)
     assert isinstance(data["files"], dict)
     rr = data["run_result"]
+    if rr is None:  # Sandbox Fusion: an exception before the run (e.g. files it cannot write)
+        assert data["status"] == "SandboxError" and data["message"]
+        return
     assert set(rr) == RUN_RESULT_KEYS
     assert rr["status"] in ("Finished", "Error", "TimeLimitExceeded")
     assert isinstance(rr["execution_time"], float)
@@ -76,13 +81,10 @@ def test_success_has_sandbox_fusion_shape(http):
 
 
 def test_defaults_match_sandbox_fusion():
-    assert parse_run_code_request({"code": "x"}) == RunCodeRequest(
+    assert parse_run_code_request({"code": "x", "language": "python"}) == RunCodeRequest(
         code="x", language="python", compile_timeout=10, run_timeout=10, memory_limit_MB=-1, stdin=None,
         files={}, fetch_files=[],
     )
-    req = parse_run_code_request({"code": "x", "memory_limit_MB": -1})
-    assert req.memory_mb is None  # -1: the sandbox's own default limit
-    assert parse_run_code_request({"code": "x", "memory_limit_MB": 256}).memory_mb == 256
 
 
 def test_status_mapping_of_every_exec_result():
@@ -98,13 +100,16 @@ def test_status_mapping_of_every_exec_result():
         assert_schema(data)
         assert (data["status"], data["run_result"]["status"], data["run_result"]["return_code"]) == (
             status, run_status, return_code)
-        assert data["message"] == result.reason
-    assert "truncated" in fusion_response(ExecResult("ok", return_code=0, truncated=True))["message"]
+        assert data["message"] == (result.reason if status == "SandboxError" else "")  # as Sandbox Fusion
 
 
-def test_only_code_is_required(http):
+def test_code_and_language_are_required(http):
     data = run_code(http, code="print('hi')")
     assert data["status"] == "Success" and data["run_result"]["stdout"] == "hi\n"
+    r = http.post("/run_code", json={"code": "print('hi')"})
+    assert r.status_code == 422
+    assert r.json()["detail"] == [{"type": "missing", "loc": ["body", "language"], "msg": "Field required",
+                                   "input": {"code": "print('hi')"}}]
 
 
 def test_nonzero_exit_is_failed_finished_with_return_code(http):
@@ -120,7 +125,7 @@ def test_exception_is_failed_with_traceback(http):
     assert data["status"] == "Failed"
     assert data["run_result"]["return_code"] == 1
     assert "ZeroDivisionError" in data["run_result"]["stderr"]
-    assert 'line 2' in data["run_result"]["stderr"]
+    assert 'line 2, in <module>\n    1/0\n' in data["run_result"]["stderr"]  # the source line is quoted
 
 
 def test_timeout_is_time_limit_exceeded_with_null_return_code(http):
@@ -154,7 +159,7 @@ def test_files_are_written_and_fetched(http):
         fetch_files=["out.bin", "never_written.txt"],
     )
     assert data["status"] == "Success", data
-    assert data["run_result"]["stdout"] == "HELLO\n__main__ []\n"  # the wrapper leaves no trace in globals
+    assert data["run_result"]["stdout"] == "HELLO\n__main__ []\n"  # nothing of the sandbox in globals
     assert data["run_result"]["stderr"] == ""  # the wrapper's report is not shown
     assert data["files"] == {"out.bin": base64.b64encode(bytes(range(4))).decode()}
 
@@ -165,13 +170,14 @@ def test_fetch_files_after_a_crash_keeps_the_traceback_clean(http):
     assert data["files"] == {"log.txt": base64.b64encode(b"x").decode()}
     stderr = data["run_result"]["stderr"]
     assert stderr.startswith("Traceback") and stderr.rstrip().endswith("ValueError: boom")
-    assert "_torl_job" not in stderr and "line 2" in stderr
+    assert "_worker" not in stderr and "line 2" in stderr
 
 
 def test_files_that_cannot_be_written_are_sandbox_error(http):
     data = run_code(http, code="print('never runs')", files={"a": "", "a/b": ""})  # 'a' is a file, not a dir
-    assert data["status"] == "SandboxError" and "could not write `files`" in data["message"]
-    assert data["run_result"]["stdout"] == ""
+    # as Sandbox Fusion: its restore_files raises, run_code answers the exception with no run_result
+    assert data["status"] == "SandboxError" and data["run_result"] is None and data["files"] == {}
+    assert data["message"].startswith("exception on running code print('never runs'): [Errno 17] File exists")
 
 
 def test_files_do_not_leak_between_requests(http):
@@ -196,7 +202,7 @@ def test_sandbox_failure_is_sandbox_error_not_failed_code():
 
     for sandbox, words in ((BrokenSandbox(), "worker pool is gone"), (ReportingSandbox(), "worker exited")):
         with ServerThread(create_app(sandbox)) as srv:
-            r = httpx.post(f"{srv.url}/run_code", json={"code": "print(1)"}, trust_env=False)
+            r = httpx.post(f"{srv.url}/run_code", json={"code": "print(1)", "language": "python"}, trust_env=False)
         assert r.status_code == 200
         data = r.json()
         assert_schema(data)
@@ -204,42 +210,86 @@ def test_sandbox_failure_is_sandbox_error_not_failed_code():
         assert data["run_result"]["status"] == "Error" and data["run_result"]["return_code"] is None
 
 
-# ---- malformed requests ------------------------------------------------------------------------------------------
+# ---- malformed requests: 422 exactly where Sandbox Fusion's pydantic model (lax mode) refuses -------------------------
+PY = {"code": "print(1)", "language": "python"}
+
+
 @pytest.mark.parametrize(
-    "body, field",
+    "body, field, kind",
     [
-        ({}, "code"),
-        ({"code": 5}, "code"),
-        ({"code": None}, "code"),
-        ({"code": "print(1)", "language": "cpp"}, "language"),
-        ({"code": "print(1)", "run_timeout": -1}, "run_timeout"),
-        ({"code": "print(1)", "run_timeout": 0}, "run_timeout"),
-        ({"code": "print(1)", "run_timeout": "10"}, "run_timeout"),
-        ({"code": "print(1)", "run_timeout": True}, "run_timeout"),
-        ({"code": "print(1)", "compile_timeout": -5}, "compile_timeout"),
-        ({"code": "print(1)", "memory_limit_MB": "big"}, "memory_limit_MB"),
-        ({"code": "print(1)", "memory_limit_MB": 1.5}, "memory_limit_MB"),
-        ({"code": "print(1)", "stdin": 7}, "stdin"),
-        ({"code": "print(1)", "files": ["a.txt"]}, "files"),
-        ({"code": "print(1)", "files": {"a.txt": "not base64!!"}}, "files"),
-        ({"code": "print(1)", "files": {"../escape.txt": ""}}, "files"),
-        ({"code": "print(1)", "files": {"/etc/passwd": ""}}, "files"),
-        ({"code": "print(1)", "fetch_files": "out.txt"}, "fetch_files"),
-        ({"code": "print(1)", "fetch_files": [3]}, "fetch_files"),
+        ({"language": "python"}, "code", "missing"),
+        ({"code": "print(1)"}, "language", "missing"),
+        ({**PY, "code": 5}, "code", "string_type"),
+        ({**PY, "code": None}, "code", "string_type"),
+        ({**PY, "language": "cobol"}, "language", "literal_error"),
+        ({**PY, "language": None}, "language", "literal_error"),
+        ({**PY, "run_timeout": "ten"}, "run_timeout", "float_parsing"),
+        ({**PY, "run_timeout": None}, "run_timeout", "float_type"),
+        ({**PY, "compile_timeout": [1]}, "compile_timeout", "float_type"),
+        ({**PY, "memory_limit_MB": "big"}, "memory_limit_MB", "int_parsing"),
+        ({**PY, "memory_limit_MB": 1.5}, "memory_limit_MB", "int_from_float"),
+        ({**PY, "memory_limit_MB": None}, "memory_limit_MB", "int_type"),
+        ({**PY, "stdin": 7}, "stdin", "string_type"),
+        ({**PY, "files": ["a.txt"]}, "files", "dict_type"),
+        ({**PY, "files": None}, "files", "dict_type"),
+        ({**PY, "files": {"a.txt": 3}}, "files", "string_type"),
+        ({**PY, "fetch_files": "out.txt"}, "fetch_files", "list_type"),
+        ({**PY, "fetch_files": None}, "fetch_files", "list_type"),
+        ({**PY, "fetch_files": [3]}, "fetch_files", "string_type"),
     ],
 )
-def test_invalid_fields_are_422_naming_the_field(http, body, field):
+def test_invalid_fields_are_422_naming_the_field(http, body, field, kind):
     r = http.post("/run_code", json=body)
     assert r.status_code == 422, r.text
     detail = r.json()["detail"]
-    assert any(d["loc"][:2] == ["body", field] and d["msg"] for d in detail), detail
+    assert [(d["loc"][:2], d["type"]) for d in detail] == [(["body", field], kind)], detail
+    assert all(d["msg"] and "input" in d for d in detail)
+
+
+@pytest.mark.parametrize(
+    "extra, run_status",
+    [
+        ({"run_timeout": "5"}, "Finished"),  # lax mode: numeric strings and booleans are numbers
+        ({"run_timeout": True}, "Finished"),
+        ({"run_timeout": 3}, "Finished"),
+        ({"memory_limit_MB": "1024"}, "Finished"),
+        ({"memory_limit_MB": 512.0}, "Finished"),
+        ({"memory_limit_MB": False}, "Finished"),  # 0: the server's limit, as -1
+        ({"compile_timeout": -1}, "Finished"),  # unused for Python
+        ({"compile_timeout": "0"}, "Finished"),
+        ({"stdin": None, "files": {}, "fetch_files": []}, "Finished"),
+        ({"files": {"skipped.txt": None}}, "Finished"),  # null content: not written, as Sandbox Fusion
+        ({"run_timeout": 0}, "TimeLimitExceeded"),  # Sandbox Fusion's wait_for(timeout=0) gives up at once
+        ({"run_timeout": -1}, "TimeLimitExceeded"),
+        ({"run_timeout": False}, "TimeLimitExceeded"),
+    ],
+)
+def test_what_sandbox_fusion_accepts_is_accepted(http, extra, run_status):
+    data = run_code(http, **{**PY, **extra})
+    assert data["run_result"]["status"] == run_status, data
+    assert data["status"] == ("Success" if run_status == "Finished" else "Failed") and data["message"] == ""
+    if run_status == "Finished":
+        assert data["run_result"]["stdout"] == "1\n"
+
+
+def test_invalid_base64_is_sandbox_error_with_no_run_result(http):
+    data = run_code(http, code="print(1)", files={"a.txt": "not base64!!"})  # 'notbase64' after the lenient decode
+    assert data["status"] == "SandboxError" and data["run_result"] is None and data["compile_result"] is None
+    with pytest.raises(binascii.Error) as error:  # the very error Sandbox Fusion's restore_files meets
+        base64.b64decode("not base64!!")
+    assert data["message"] == f"exception on running code print(1): {error.value} None"
+    lenient = run_code(http, code="print(open('a.txt').read())", files={"a.txt": "aGk=\n!"})  # junk dropped
+    assert lenient["status"] == "Success" and lenient["run_result"]["stdout"] == "hi\n"
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b"", b"\xff\xfe", b"[1, 2]", b'"print(1)"', b"null"])
 def test_bodies_that_are_not_a_json_object_are_422(http, raw):
     r = http.post("/run_code", content=raw, headers={"content-type": "application/json"})
     assert r.status_code == 422, r.text
-    assert r.json()["detail"][0]["loc"][0] == "body"
+    (detail,) = r.json()["detail"]
+    assert detail["loc"][0] == "body"
+    expected = {b"": "missing", b"null": "missing", b"{not json": "json_invalid", b"\xff\xfe": "json_invalid"}.get(raw)
+    assert detail["type"] == (expected or "model_attributes_type")
 
 
 def test_unknown_route_and_method_are_json_errors(http):
@@ -259,6 +309,7 @@ def test_batch_runs_every_request_and_keeps_the_order(http):
         {"code": "print('e')", "run_timeout": 5, "memory_limit_MB": 512},
         {"code": "print(open('f').read())", "files": {"f": base64.b64encode(b"file!").decode()}},
     ] + [{"code": f"print({i} * {i})"} for i in range(20)]
+    batch = [{**b, "language": "python"} for b in batch]
     r = http.post("/run_code_batch", json=batch)
     assert r.status_code == 200, r.text
     out = r.json()
@@ -279,15 +330,16 @@ def test_batch_validation(http):
     assert http.post("/run_code_batch", json=[]).json() == []
     r = http.post("/run_code_batch", json={"code": "print(1)"})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body"]
-    r = http.post("/run_code_batch", json=[{"code": "print(1)"}, {"code": 1}, {"run_timeout": -1, "code": "x"}])
+    r = http.post("/run_code_batch", json=[PY, {**PY, "code": 1}, {"run_timeout": "x", "code": "x"}])
     assert r.status_code == 422
     locs = [d["loc"] for d in r.json()["detail"]]
-    assert locs == [["body", 1, "code"], ["body", 2, "run_timeout"]]
+    assert locs == [["body", 1, "code"], ["body", 2, "run_timeout"], ["body", 2, "language"]]
 
 
 def test_batch_size_is_bounded(local_sandbox):
     with ServerThread(create_app(local_sandbox, max_batch=3)) as srv:
-        r = httpx.post(f"{srv.url}/run_code_batch", json=[{"code": "pass"}] * 4, trust_env=False)
+        r = httpx.post(f"{srv.url}/run_code_batch", json=[{"code": "pass", "language": "python"}] * 4,
+                       trust_env=False)
     assert r.status_code == 422 and "at most 3" in r.json()["detail"][0]["msg"]
 
 

@@ -11,6 +11,7 @@ sends {"ready": true, ...} once, then one result object per request.
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import errno
 import gc
@@ -34,7 +35,9 @@ _libc.syscall.restype = ctypes.c_long
 _libc.prctl.restype = ctypes.c_int
 
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-MS_NOSUID, MS_NODEV = 2, 4
+MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
+CLONE_NEWNS = 0x00020000
+_libc.unshare.argtypes = [ctypes.c_int]
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_SECCOMP = 22
@@ -258,8 +261,13 @@ class Capture:
 # ---------------------------------------------------------------------------------------------------------------
 # The child: everything between fork and os._exit
 # ---------------------------------------------------------------------------------------------------------------
-def _child(cfg: dict, req: dict, jobdir: str, fds: tuple[int, int, int, int], bpf: bytes | None) -> None:
-    """Runs in the forked child. Never returns."""
+def _child(cfg: dict, req: dict, jobdir: str, fds: tuple[int, ...], bpf: bytes | None, layers: str | None) -> None:
+    """Runs in the forked child. Never returns.
+
+    Set-up (everything before the byte on fd 3) failing is a sandbox error; after it the snippet runs from a real
+    file in the job directory (`__file__`, `sys.argv[0]` and tracebacks work as with `python file.py`). With
+    `fetch_files` the child forks once more: the snippet runs in the grandchild and this process, after the
+    snippet ended or timed out, reads the files back (with the same restrictions) and reports them on fd 4."""
     code = 70  # EX_SOFTWARE: the sandbox itself failed before the snippet ran
     try:
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -267,12 +275,14 @@ def _child(cfg: dict, req: dict, jobdir: str, fds: tuple[int, int, int, int], bp
         for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        stdin_fd, out_fd, err_fd, ready_fd = fds
+        stdin_fd, out_fd, err_fd, ready_fd, report_fd = fds
         os.dup2(stdin_fd, 0)
         os.dup2(out_fd, 1)
         os.dup2(err_fd, 2)
         os.dup2(ready_fd, 3)  # written once set-up is complete: tells a set-up failure from a snippet's exit 70
-        os.closerange(4, 1 << 16)
+        if report_fd >= 0:
+            os.dup2(report_fd, 4)  # the fetched files
+        os.closerange(5 if report_fd >= 0 else 4, 1 << 16)
         os.chdir(jobdir)
         env = dict(cfg["env"], HOME=jobdir, TMPDIR=jobdir, PWD=jobdir)
         os.environ.clear()
@@ -288,6 +298,11 @@ def _child(cfg: dict, req: dict, jobdir: str, fds: tuple[int, int, int, int], bp
         for cgroup in cfg.get("cgroups", ()):  # pids.max stops fork bombs; memory covers all processes
             with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
                 f.write("0")
+        files, fetch = req.get("files") or {}, req.get("fetch_files") or []
+        outside = outside_paths(jobdir, [*files, *fetch])
+        writable = [jobdir]
+        if outside and layers is not None:  # absolute paths: private, writable copies of their directories
+            writable += private_view(outside, layers, cfg["job_root"], cfg["read_paths"])
         uid = cfg.get("run_as_uid")
         if uid is not None:
             resource.setrlimit(resource.RLIMIT_NPROC, (cfg["max_processes"], cfg["max_processes"]))
@@ -297,14 +312,12 @@ def _child(cfg: dict, req: dict, jobdir: str, fds: tuple[int, int, int, int], bp
         elif cfg.get("drop_caps"):
             drop_capabilities()
         if cfg.get("landlock_abi"):
-            landlock_restrict(cfg["landlock_abi"], cfg["read_paths"], [jobdir], ["/dev/null"])
+            landlock_restrict(cfg["landlock_abi"], cfg["read_paths"], writable, ["/dev/null"])
         if bpf:
             seccomp_load(bpf)
         import atexit
         import builtins
         import io
-        import linecache
-        import threading
         import types
 
         atexit._clear()
@@ -314,37 +327,24 @@ def _child(cfg: dict, req: dict, jobdir: str, fds: tuple[int, int, int, int], bp
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
                                       errors="backslashreplace", line_buffering=True)
         sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
-        sys.argv = [""]
-        sys.path.insert(0, "")
-        sys.set_int_max_str_digits(0)
+        if files:
+            restore_files(jobdir, files, set(outside) if layers is None else set())
         source = req["code"]
-        linecache.cache["<string>"] = (len(source), None, source.splitlines(True), "<string>")
+        fd, path = tempfile.mkstemp(prefix="tmp", suffix=".py", dir=jobdir)  # as `python tmpXXXX.py` runs it
+        with open(fd, "w", encoding="utf-8", errors="surrogatepass") as f:
+            f.write(source)
+        sys.argv = [path]
+        sys.path.insert(0, jobdir)
+        sys.set_int_max_str_digits(0)
         main = types.ModuleType("__main__")
-        main.__dict__["__builtins__"] = builtins
+        main.__dict__.update(__builtins__=builtins, __file__=path, __cached__=None, __spec__=None, __package__=None)
         sys.modules["__main__"] = main
         os.write(3, b"1")
         os.close(3)
-        code = 0
-        try:
-            exec(compile(source, "<string>", "exec"), main.__dict__)  # noqa: S102 - this is the sandbox
-        except SystemExit as e:
-            code = _exit_code(e)
-        except BaseException as e:  # report like the interpreter does, without this frame
-            tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
-            sys.__excepthook__(type(e), e.with_traceback(tb), tb)  # C-level: fast even for 10^6 frames
-            code = 1
-        try:
-            threading._shutdown()  # join non-daemon threads, as the interpreter does at exit
-            atexit._run_exitfuncs()
-        except SystemExit as e:
-            code = _exit_code(e)
-        except BaseException:
-            pass
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except BaseException:
-                pass
+        if fetch:
+            _run_and_fetch(source, path, main, jobdir, fetch, set(outside) if layers is None else set(),
+                           float(req["deadline"]))
+        code = _run_snippet(source, path, main)
     except BaseException as e:  # the sandbox set-up failed: say so on fd 2 (best effort)
         try:
             os.write(2, f"torl-sandbox-setup-error: {type(e).__name__}: {e}\n".encode())
@@ -352,6 +352,157 @@ def _child(cfg: dict, req: dict, jobdir: str, fds: tuple[int, int, int, int], bp
             pass
     finally:
         os._exit(code)
+
+
+def _run_snippet(source: str, path: str, main) -> int:
+    """Run the snippet as the interpreter runs a script; returns its exit code."""
+    import atexit
+    import threading
+
+    code = 0
+    try:
+        exec(compile(source, path, "exec"), main.__dict__)  # noqa: S102 - this is the sandbox
+    except SystemExit as e:
+        code = _exit_code(e)
+    except BaseException as e:  # report like the interpreter does, without this frame
+        tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
+        sys.__excepthook__(type(e), e.with_traceback(tb), tb)  # C-level: fast even for 10^6 frames
+        code = 1
+    try:
+        threading._shutdown()  # join non-daemon threads, as the interpreter does at exit
+        atexit._run_exitfuncs()
+    except SystemExit as e:
+        code = _exit_code(e)
+    except BaseException:
+        pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    return code
+
+
+def _run_and_fetch(source: str, path: str, main, jobdir: str, fetch: list[str], refused: set[str],
+                   deadline: float) -> None:
+    """Run the snippet in a grandchild; once it ended (or at the deadline, killed) report its wait status and the
+    `fetch` files on fd 4, as Sandbox Fusion fetches them after the run whatever its outcome. Never returns."""
+    pid = os.fork()
+    if pid == 0:
+        code = 70
+        try:
+            os.close(4)
+            code = _run_snippet(source, path, main)
+        finally:
+            os._exit(code)
+    for fd in (0, 1, 2):  # the snippet's streams end when the snippet does
+        os.close(fd)
+    start = time.monotonic()
+    pidfd = os.pidfd_open(pid)
+    ready, _, _ = select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))
+    timed_out = not ready
+    if timed_out:
+        os.kill(pid, signal.SIGKILL)
+    _, status, _ = os.wait4(pid, 0)
+    duration = time.monotonic() - start
+    files = {}
+    for name in fetch:
+        target = os.path.join(jobdir, name)
+        if os.path.abspath(target) in refused:
+            continue
+        try:
+            if os.path.isfile(target):
+                with open(target, "rb") as f:
+                    files[name] = base64.b64encode(f.read()).decode()
+        except (OSError, MemoryError):
+            continue
+    data = memoryview(json.dumps({"wait_status": status, "timed_out": timed_out, "duration": duration,
+                                  "files": files}).encode())
+    while data:
+        data = data[os.write(4, data):]
+    os._exit(0)
+
+
+def outside_paths(jobdir: str, paths) -> list[str]:
+    """The absolute targets of `paths` (joined onto the job directory, as Sandbox Fusion joins them onto its
+    working directory) that lie outside the job directory."""
+    out = []
+    for p in paths:
+        target = os.path.abspath(os.path.join(jobdir, p))
+        if target != jobdir and not target.startswith(jobdir + "/") and target not in out:
+            out.append(target)
+    return out
+
+
+def restore_files(jobdir: str, files: dict, refused: set[str]) -> None:
+    """Write `files` ({path: base64}) as Sandbox Fusion does: joined onto the job directory, parents created."""
+    for name, content in files.items():
+        target = os.path.join(jobdir, name)
+        if os.path.abspath(target) in refused:
+            raise PermissionError(f"{name}: absolute paths outside the job directory need mount namespaces, "
+                                  "which this machine does not allow")
+        parent = os.path.dirname(target)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        with open(target, "wb") as f:
+            f.write(base64.b64decode(content))
+
+
+_NO_VIEW = ("/proc", "/sys", "/dev")
+
+
+def _under(path: str, roots) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def private_view(targets: list[str], layers: str, job_root: str, read_paths: list[str]) -> list[str]:
+    """Give this process (in a fresh mount namespace of its own) a private, writable copy of the directories that
+    hold `targets`, and return them. Each is an overlay whose upper layer lives under `layers` (on the job tmpfs:
+    capped, gone with the job), so writes never reach the host. The copy shows no more than the sandbox could read
+    before: a directory the sandbox may read keeps its content (lower layer: itself); any other starts empty, with
+    only its readable descendants (and the job root) bound back in.
+
+    A target whose nearest existing directory is "/", under /proc, /sys or /dev, or in the job root stays as the
+    sandbox sees it already (read-only)."""
+    dirs = set()
+    for target in targets:
+        d = os.path.dirname(target)
+        while d != "/" and not os.path.isdir(d):
+            d = os.path.dirname(d)
+        if d == "/" or _under(d, _NO_VIEW) or _under(d, [job_root]) or any(c in d for c in ",:\\"):
+            continue  # (overlay's option syntax cannot name a directory with , : or \\)
+        dirs.add(d)
+    chosen = sorted(d for d in dirs if not any(d.startswith(o + "/") for o in dirs))
+    if not chosen:
+        return []
+    if _libc.unshare(CLONE_NEWNS) or _libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None):
+        raise OSError(ctypes.get_errno(), "cannot make a private mount namespace for absolute paths")
+    for i, d in enumerate(chosen):
+        readable = _under(d, read_paths)
+        keep = []  # what must stay visible below an emptied directory, opened in this namespace
+        if not readable:
+            for path in sorted({*read_paths, job_root}, key=len):
+                if path.startswith(d + "/") and os.path.exists(path) and not _under(path, [k for k, _ in keep]):
+                    keep.append((path, os.open(path, os.O_PATH | os.O_CLOEXEC)))
+        base = os.path.join(layers, str(i))
+        upper, work, empty = (os.path.join(base, x) for x in ("up", "work", "empty"))
+        for x in (upper, work, empty):
+            os.makedirs(x)
+        opts = f"lowerdir={d if readable else empty},upperdir={upper},workdir={work}"
+        if (_libc.mount(b"overlay", d.encode(), b"overlay", MS_NOSUID | MS_NODEV, opts.encode())
+                and _libc.mount(b"overlay", d.encode(), b"overlay", MS_NOSUID | MS_NODEV,
+                                (opts + ",userxattr").encode())):
+            raise OSError(ctypes.get_errno(), f"cannot give the sandbox a private copy of {d}")
+        for path, fd in keep:
+            if os.path.isdir(f"/proc/self/fd/{fd}"):
+                os.makedirs(path, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+            if _libc.mount(f"/proc/self/fd/{fd}".encode(), path.encode(), None, MS_BIND | MS_REC, None):
+                raise OSError(ctypes.get_errno(), f"cannot keep {path} visible in the private copy of {d}")
+            os.close(fd)
+    return chosen
 
 
 def _exit_code(e: SystemExit) -> int:
@@ -464,40 +615,66 @@ class Worker:
         timeout = float(req["timeout"])
         oom_before = self._set_memory_limit(int(req.get("memory_mb") or self.cfg["memory_mb"]))
         jobdir = self._make_jobdir()
+        fetch = bool(req.get("fetch_files"))
+        layers = None
+        if self.tmpfs and outside_paths(jobdir, [*(req.get("files") or {}), *(req.get("fetch_files") or [])]):
+            layers = jobdir + ".layers"  # beside the job directory: the snippet cannot reach it but through overlays
+            os.mkdir(layers, 0o700)
         ready_r, ready_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        report_r, report_w = os.pipe() if fetch else (-1, -1)
         stdin_data = req.get("stdin")
         if stdin_data is None:
             in_r, in_w = os.open(os.devnull, os.O_RDONLY), None
         else:
             in_r, in_w = os.pipe()
         start = time.monotonic()
+        req = dict(req, deadline=start + timeout)
         pid = os.fork()
         if pid == 0:
-            _child(self.cfg, req, jobdir, (in_r, out_w, err_w, ready_w), self.bpf)
-        for fd in (in_r, out_w, err_w, ready_w):
-            os.close(fd)
+            _child(self.cfg, req, jobdir, (in_r, out_w, err_w, ready_w, report_w), self.bpf, layers)
+        for fd in (in_r, out_w, err_w, ready_w, report_w):
+            if fd >= 0:
+                os.close(fd)
+        cap = int(req.get("output_cap") or self.cap)
+        report = _Sink() if fetch else None
+        wait_s = timeout + (FETCH_GRACE_S if fetch else 0.0)
         try:  # _watch reaps the snippet, kills its leftovers and closes in_w
-            status, cpu_s, timed_out, duration, out, err = self._watch(pid, start, timeout, out_r, err_r, in_w,
-                                                                       stdin_data)
+            status, cpu_s, timed_out, duration, out, err = self._watch(pid, start, wait_s, out_r, err_r, in_w,
+                                                                       stdin_data, cap, report_r, report)
             setup_done = _read_nonblocking(ready_r) == b"1"
             oom = self._oom_kills() > oom_before
         except BaseException:
             self._kill_leftovers()
             raise
         finally:
-            for fd in (out_r, err_r, ready_r):
-                os.close(fd)
+            for fd in (out_r, err_r, ready_r, report_r):
+                if fd >= 0:
+                    os.close(fd)
             self._remove_jobdir(jobdir)
-        return _result(status, cpu_s, timed_out, timeout, duration, out, err, setup_done, oom)
+            if layers is not None:
+                self._remove_jobdir(layers)
+        files = None
+        if fetch and setup_done and not timed_out:
+            try:
+                rep = json.loads(bytes(report.data))
+                status, timed_out, duration, files = (rep["wait_status"], rep["timed_out"], rep["duration"],
+                                                      rep["files"])
+            except (ValueError, KeyError, TypeError):  # the job process died (the snippet may kill it)
+                files = {}
+        result = _result(status, cpu_s, timed_out, timeout, duration, out, err, setup_done, oom)
+        if files is not None:
+            result["files"] = files
+        return result
 
-    def _watch(self, pid, start, timeout, out_r, err_r, in_w, stdin_data) -> dict:
-        out, err = Capture(self.cap), Capture(self.cap)
+    def _watch(self, pid, start, timeout, out_r, err_r, in_w, stdin_data, cap, report_r, report) -> tuple:
+        out, err = Capture(cap), Capture(cap)
         sel = selectors.DefaultSelector()
         pidfd = os.pidfd_open(pid)
         sel.register(pidfd, selectors.EVENT_READ, "exit")
-        for fd, cap in ((out_r, out), (err_r, err)):
+        streams = [(out_r, out), (err_r, err)] + ([(report_r, report)] if report is not None else [])
+        for fd, cap in streams:
             os.set_blocking(fd, False)
             sel.register(fd, selectors.EVENT_READ, cap)
         pending = memoryview((stdin_data or "").encode("utf-8"))
@@ -510,7 +687,7 @@ class Worker:
                 in_w = None
         deadline = start + timeout
         status = None
-        open_streams = 2
+        open_streams = len(streams)
         try:
             while status is None:
                 remaining = deadline - time.monotonic()
@@ -621,6 +798,19 @@ def _result(status: int, cpu_s: float, timed_out: bool, timeout: float, duration
         reason = f"out of memory ({reason})"
     return {"status": kind, "stdout": out.text(), "stderr": stderr, "return_code": return_code,
             "duration_s": round(duration, 6), "truncated": out.truncated or err.truncated, "reason": reason}
+
+
+FETCH_GRACE_S = 5.0  # how long past the timeout the job process may take to read `fetch_files` back
+
+
+class _Sink:
+    """All bytes of a stream (the fetched-files report: bounded by the job's disk)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def add(self, data: bytes) -> None:
+        self.data += data
 
 
 def _read_nonblocking(fd: int) -> bytes:

@@ -58,6 +58,8 @@ class Sandbox(abc.ABC):
 
     default_timeout: float = 10.0
     max_concurrency: int = 8
+    # True when `run`/`arun` also take files=, fetch_files= and output_cap= (LocalSandbox; see its `run`)
+    runs_jobs: bool = False
 
     @abc.abstractmethod
     def run(

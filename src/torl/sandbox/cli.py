@@ -37,10 +37,18 @@ def register(subparsers) -> None:
     bench.add_argument("--out", default="runs/bench/sandbox_bench.json", help="where to write the JSON results")
     bench.set_defaults(func=_bench)
 
-    serve = sub.add_parser("serve", help="serve the Sandbox Fusion API (POST /run_code, GET /v1/ping) locally")
+    serve = sub.add_parser("serve", help="serve the Sandbox Fusion API (POST /run_code, GET /v1/ping) locally",
+                           description="Sandbox Fusion's /run_code for language 'python' (other languages answer "
+                                       "Failed: no toolchain). Differences: see the README's Sandbox Fusion section.")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--pool-size", type=int, default=None, help="workers (default 2 x CPU cores)")
+    serve.add_argument("--memory-limit-mb", type=int, default=2048,
+                       help="memory limit of a request whose memory_limit_MB is -1 (or <= 0); Sandbox Fusion sets "
+                            "none there (default 2048)")
+    serve.add_argument("--max-output-bytes", type=int, default=1 << 20,
+                       help="stdout/stderr bytes returned per stream, head and tail beyond it (default 1 MiB, as "
+                            "Sandbox Fusion)")
     serve.set_defaults(func=_serve)
 
 
@@ -95,5 +103,10 @@ def _bench(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from torl.sandbox.server import serve_local
 
-    serve_local(args.host, args.port, pool_size=args.pool_size)
+    if args.memory_limit_mb <= 0:
+        raise UserInputError(f"--memory-limit-mb must be > 0, got {args.memory_limit_mb}")
+    if args.max_output_bytes <= 0:
+        raise UserInputError(f"--max-output-bytes must be > 0, got {args.max_output_bytes}")
+    serve_local(args.host, args.port, pool_size=args.pool_size, memory_limit_mb=args.memory_limit_mb,
+                max_output_bytes=args.max_output_bytes)
     return 0

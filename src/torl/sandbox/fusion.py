@@ -1,5 +1,7 @@
 """Client of the Sandbox Fusion `POST /run_code` API: the original service or `torl sandbox serve`.
 
+Sandbox Fusion fills `message` only for SandboxError; `torl sandbox serve` explains other outcomes ("exit code 1",
+"wall-clock timeout after 0.5 s") in an `X-Torl-Reason` header, which becomes the result's `reason`.
 Infrastructure failures (server down, 5xx after retries, a body that is not a Sandbox Fusion response) come back as
 `ExecResult(status="sandbox_error")`, never as failing code. Connection errors, HTTP timeouts, 429 and 5xx are
 retried with exponential backoff; other 4xx are not (the request itself is wrong).
@@ -268,6 +270,10 @@ class SandboxFusionClient(Sandbox):
                                      f"JSON: {_snippet(response.text)}")
         result = parse_fusion_response(payload, wall_s=wall_s)
         result.extra["attempts"] = attempt
+        why = response.headers.get("x-torl-reason")  # `torl sandbox serve` explains an outcome there, not in message
+        if why and result.status in ("error", "timeout"):
+            result.reason = why
+            result.truncated = "output truncated" in why
         return result
 
     def _gave_up(self, failure: str, wall_s: float) -> ExecResult:

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PRELOAD: tuple[str, ...] = ("math", "fractions", "itertools", "numpy", "sympy", "scipy")
 WORKER_SCRIPT = str(Path(__file__).with_name("_worker.py"))
+FETCH_GRACE_S = 5.0  # as _worker.FETCH_GRACE_S: the job process reads `fetch_files` back after the timeout
 # The whole environment a worker (and so a snippet) sees. Nothing is inherited from the caller.
 SAFE_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -156,7 +157,8 @@ class _Worker:
 
 
 class LocalSandbox(Sandbox):
-    """A pool of isolated fork-server workers.
+    """A pool of isolated fork-server workers. Snippets run as `python tmpXXXX.py` would, from a file in a fresh
+    job directory (`__file__`, `sys.argv[0]` and tracebacks quote it).
 
     Args:
         pool_size: number of workers (snippets run at once); default 2 × CPU cores, at most 32.
@@ -176,6 +178,8 @@ class LocalSandbox(Sandbox):
         uid_base: first uid of the dedicated unprivileged uids (root only, one per worker).
         grace_s: how long past a snippet's timeout the parent waits before declaring its worker dead.
     """
+
+    runs_jobs = True
 
     def __init__(
         self,
@@ -203,6 +207,7 @@ class LocalSandbox(Sandbox):
         if memory_mb <= 0:
             raise ValueError(f"memory_mb must be > 0, got {memory_mb}")
         self.pool_size = pool_size
+        self.output_cap = output_cap
         self.max_concurrency = pool_size
         self.fork_per_request = fork_per_request
         self.memory_mb = memory_mb
@@ -336,14 +341,26 @@ class LocalSandbox(Sandbox):
 
     # -- running -------------------------------------------------------------------------------------------
     def run(
-        self, code: str, *, timeout: float = 10.0, memory_mb: int | None = None, stdin: str | None = None
+        self, code: str, *, timeout: float = 10.0, memory_mb: int | None = None, stdin: str | None = None,
+        files: dict[str, str] | None = None, fetch_files: Sequence[str] | None = None, output_cap: int | None = None,
     ) -> ExecResult:
+        """Run one snippet (see `Sandbox.run`); beyond it, for `torl sandbox serve`:
+
+        files: {path: base64 content} written before the snippet starts (paths joined onto the job directory;
+            absolute ones land in a private copy of their directory, never on the host). A file that cannot be
+            written makes the result a sandbox_error.
+        fetch_files: paths read back after the snippet ended, timed out or crashed; `extra["files"]` maps each
+            one that exists to its base64 content.
+        output_cap: bytes kept per stream for this call (default: the pool's `output_cap`).
+        """
         if not isinstance(code, str):
             raise TypeError(f"code must be str, got {type(code).__name__}")
         if not timeout or timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         if memory_mb is not None and memory_mb <= 0:
             raise ValueError(f"memory_mb must be > 0, got {memory_mb}")
+        if output_cap is not None and output_cap <= 0:
+            raise ValueError(f"output_cap must be > 0 bytes, got {output_cap}")
         if self._closed:
             raise RuntimeError("LocalSandbox is closed")
         start = time.monotonic()
@@ -352,22 +369,34 @@ class LocalSandbox(Sandbox):
             return self._count(ExecResult("sandbox_error", reason="no sandbox worker is available",
                                           duration_s=time.monotonic() - start))
         req = {"code": code, "timeout": float(timeout), "memory_mb": memory_mb or self.memory_mb, "stdin": stdin}
+        if files:
+            req["files"] = dict(files)
+        if fetch_files:
+            req["fetch_files"] = list(fetch_files)
+        if output_cap:
+            req["output_cap"] = int(output_cap)
+        wait_s = timeout + self.grace_s + (FETCH_GRACE_S if fetch_files else 0.0)
         try:
-            reply = worker.request(req, wait_s=timeout + self.grace_s)
+            reply = worker.request(req, wait_s=wait_s)
         except (WorkerDied, json.JSONDecodeError) as e:
             self._replace(worker, str(e))
             return self._count(ExecResult("sandbox_error", reason=f"sandbox worker failed: {e}",
                                           duration_s=time.monotonic() - start))
         self._idle.put(worker)
-        return self._count(ExecResult.from_dict(reply))
+        result = ExecResult.from_dict(reply)
+        if "files" in reply:
+            result.extra["files"] = reply["files"]
+        return self._count(result)
 
     async def arun(
-        self, code: str, *, timeout: float = 10.0, memory_mb: int | None = None, stdin: str | None = None
+        self, code: str, *, timeout: float = 10.0, memory_mb: int | None = None, stdin: str | None = None,
+        files: dict[str, str] | None = None, fetch_files: Sequence[str] | None = None, output_cap: int | None = None,
     ) -> ExecResult:
         import asyncio
         import functools
 
-        call = functools.partial(self.run, code, timeout=timeout, memory_mb=memory_mb, stdin=stdin)
+        call = functools.partial(self.run, code, timeout=timeout, memory_mb=memory_mb, stdin=stdin, files=files,
+                                 fetch_files=fetch_files, output_cap=output_cap)
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def _acquire(self, deadline: float) -> _Worker | None:

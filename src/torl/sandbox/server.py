@@ -1,15 +1,19 @@
 """A Sandbox Fusion–compatible HTTP server on top of any `torl.sandbox.Sandbox` (in production: LocalSandbox).
 
-Endpoints (request fields, defaults, response shape and status strings as Sandbox Fusion's):
+Endpoints, as Sandbox Fusion's (bytedance/SandboxFusion, `sandbox/server/sandbox_api.py`):
 - `POST /run_code`: one snippet → one response (HTTP 200 even when the code fails).
-- `POST /run_code_batch` (ours): a JSON list of /run_code bodies → a JSON list of responses, same order, run
-  concurrently through `Sandbox.arun_many`.
+- `POST /run_code_batch` (ours): a JSON list of /run_code bodies → a JSON list of responses, same order.
 - `GET /v1/ping` → "pong".
-Malformed bodies get 422 with FastAPI-style `{"detail": [{"type", "loc", "msg"}]}`, as Sandbox Fusion answers.
-Only `language: "python"` runs; any other language is a 422 naming the field. `memory_limit_MB` ≤ 0 means "the
-sandbox's default limit" (LocalSandbox never runs without one). `files` are written into the job directory and
-`fetch_files` read back by a small wrapper around the snippet, so they work with any Sandbox; files are not fetched
-when the snippet times out.
+
+Requests are validated by a pydantic model with Sandbox Fusion's field types (lax mode: `"5"` and `true` are
+numbers), bad ones get its 422 `{"detail": [{"type", "loc", "msg", "input"}]}`. Answers follow its runner:
+`message` is set only for `SandboxError`; the code runs from a `.py` file in a fresh job directory; `files` and
+`fetch_files` paths are joined onto that directory (absolute ones land in a private copy of their directory inside
+the sandbox, never on the host); invalid base64 is a `SandboxError` with `run_result` null; `run_timeout` ≤ 0 is
+`TimeLimitExceeded`; output up to `max_output_bytes` (1 MiB) per stream comes back whole. torl's own explanation
+of an outcome ("exit code 1", "wall-clock timeout after 0.5 s") is in the `X-Torl-Reason` header of /run_code.
+Differences that remain: `memory_limit_MB` ≤ 0 means the server's limit (`--memory-limit-mb`, default 2048), not
+unlimited; languages other than Python answer `Failed` with a compile_result saying the toolchain is missing.
 """
 
 from __future__ import annotations
@@ -20,15 +24,15 @@ import binascii
 import ipaddress
 import json
 import logging
-import math
-import secrets
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from typing import Literal
 
 import httpx
+import pydantic
 import uvicorn
+from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -48,33 +52,39 @@ __all__ = [
     "serve_local",
     "ServerThread",
     "bench_http",
+    "SANDBOX_FUSION_LANGUAGES",
 ]
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 4096
+MAX_OUTPUT_BYTES = 1 << 20  # per stream, as Sandbox Fusion reads at most 1 MiB of each
+MAX_RUN_TIMEOUT_S = 3600.0  # a ceiling on run_timeout (Sandbox Fusion has none); inf means this
+
+# Sandbox Fusion's `Language` (sandbox/runners/types.py): any other value is a 422, as there.
+SANDBOX_FUSION_LANGUAGES = (
+    "python", "cpp", "nodejs", "go", "go_test", "java", "php", "csharp", "bash", "typescript", "sql", "rust", "cuda",
+    "lua", "R", "perl", "D_ut", "ruby", "scala", "julia", "pytest", "junit", "kotlin_script", "jest", "verilog",
+    "python_gpu", "lean", "swift", "racket",
+)
+Language = Literal[SANDBOX_FUSION_LANGUAGES]  # type: ignore[valid-type]
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Requests
 # ---------------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RunCodeRequest:
-    """A validated `/run_code` body. Unknown fields (e.g. pytest's `args`) are ignored, as Sandbox Fusion does."""
+class RunCodeRequest(BaseModel):
+    """A `/run_code` body: Sandbox Fusion's `RunCodeRequest` field for field (types, defaults, required fields).
+    Unknown fields (e.g. pytest's `args`) are ignored, as there."""
 
-    code: str
-    language: str = "python"
-    compile_timeout: float = 10.0
-    run_timeout: float = 10.0
+    compile_timeout: float = 10
+    run_timeout: float = 10
     memory_limit_MB: int = -1
+    code: str
     stdin: str | None = None
-    files: dict[str, str | None] = field(default_factory=dict)
-    fetch_files: list[str] = field(default_factory=list)
-
-    @property
-    def memory_mb(self) -> int | None:
-        """The Sandbox's memory_mb: None (its default) when memory_limit_MB ≤ 0."""
-        return self.memory_limit_MB if self.memory_limit_MB > 0 else None
+    language: Language
+    files: dict[str, str | None] = Field(default_factory=dict)
+    fetch_files: list[str] = Field(default_factory=list)
 
 
 class RequestError(ValueError):
@@ -86,156 +96,59 @@ class RequestError(ValueError):
 
 
 def parse_run_code_request(body: object, loc: tuple = ("body",)) -> RunCodeRequest:
-    """Validate one /run_code body; raises RequestError listing every bad field."""
-    errors: list[dict] = []
-
-    def err(kind: str, where: tuple, msg: str) -> None:
-        errors.append({"type": kind, "loc": [*loc, *where], "msg": msg})
-
-    if not isinstance(body, dict):
-        err("model_attributes_type", (), "Input should be a JSON object with at least a 'code' field")
-        raise RequestError(errors)
-    values: dict = {}
-    if "code" not in body:
-        err("missing", ("code",), "Field required")
-    elif not isinstance(body["code"], str):
-        err("string_type", ("code",), "Input should be a valid string")
-    else:
-        values["code"] = body["code"]
-    language = body.get("language", "python")
-    if language != "python":
-        err("literal_error", ("language",), f"this server runs Python only: language must be 'python', got {language!r}")
-    for name, minimum in (("compile_timeout", None), ("run_timeout", 0.0)):
-        if name in body:
-            x = body[name]
-            if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
-                err("float_type", (name,), "Input should be a finite number of seconds")
-            elif minimum is not None and x <= minimum:
-                err("greater_than", (name,), f"Input should be greater than {minimum:g}, got {x}")
-            elif x < 0:
-                err("greater_than_equal", (name,), f"Input should be greater than or equal to 0, got {x}")
-            else:
-                values[name] = float(x)
-    if "memory_limit_MB" in body:
-        x = body["memory_limit_MB"]
-        if isinstance(x, bool) or not (isinstance(x, int) or (isinstance(x, float) and x.is_integer())):
-            err("int_type", ("memory_limit_MB",), "Input should be a valid integer (megabytes; -1 = default)")
-        else:
-            values["memory_limit_MB"] = int(x)
-    if body.get("stdin") is not None:
-        if isinstance(body["stdin"], str):
-            values["stdin"] = body["stdin"]
-        else:
-            err("string_type", ("stdin",), "Input should be a valid string or null")
-    files = body.get("files") or {}
-    if not isinstance(files, dict):
-        err("dict_type", ("files",), "Input should be an object {path: base64 content}")
-    else:
-        for path, content in files.items():
-            if (why := _bad_path(path)) is not None:
-                err("value_error", ("files", path), why)
-            elif content is not None and not _is_base64(content):
-                err("value_error", ("files", path), "file content should be a base64 string or null")
-        values["files"] = {p: c for p, c in files.items() if c is not None}  # null content: skipped, as upstream
-    fetch = body.get("fetch_files") or []
-    if not isinstance(fetch, list):
-        err("list_type", ("fetch_files",), "Input should be a list of paths")
-    else:
-        for i, path in enumerate(fetch):
-            if (why := _bad_path(path)) is not None:
-                err("value_error", ("fetch_files", i), why)
-        values["fetch_files"] = list(fetch)
-    if errors:
-        raise RequestError(errors)
-    return RunCodeRequest(**values)
+    """Validate one /run_code body as FastAPI validates it for Sandbox Fusion; raises RequestError (every error)."""
+    if body is None:  # FastAPI: a null body is a missing one
+        raise RequestError([{"type": "missing", "loc": [*loc], "msg": "Field required", "input": None}])
+    try:  # from_attributes: as FastAPI validates a body (a list is then 'model_attributes_type')
+        return RunCodeRequest.model_validate(body, from_attributes=True)
+    except pydantic.ValidationError as e:
+        detail = [{**err, "loc": [*loc, *err["loc"]]} for err in e.errors(include_url=False)]
+        raise RequestError(json.loads(json.dumps(detail, default=str))) from None
 
 
-def _bad_path(path: object) -> str | None:
-    if not isinstance(path, str) or not path:
-        return "a path should be a non-empty string"
-    if path.startswith(("/", "\\")) or ".." in path.replace("\\", "/").split("/") or "\0" in path:
-        return f"path {path!r} should be relative to the job directory, without '..'"
+# ---------------------------------------------------------------------------------------------------------------
+# Running one request
+# ---------------------------------------------------------------------------------------------------------------
+def _files_to_write(req: RunCodeRequest) -> dict[str, str]:
+    """`files` as Sandbox Fusion's restore_files writes them: null content and IGNORE_THIS_FILE names skipped."""
+    return {p: c for p, c in req.files.items() if isinstance(c, str) and "IGNORE_THIS_FILE" not in p}
+
+
+def _base64_error(files: dict[str, str]) -> str | None:
+    """What Sandbox Fusion's `base64.b64decode` (lenient: non-alphabet characters dropped) raises, if anything."""
+    for content in files.values():
+        try:
+            base64.b64decode(content)
+        except (binascii.Error, ValueError) as e:
+            return str(e)
     return None
 
 
-def _is_base64(content: object) -> bool:
-    if not isinstance(content, str):
-        return False
-    try:
-        base64.b64decode(content, validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    return True
+def _exception_message(code: str, error: str) -> str:
+    # Sandbox Fusion: f'exception on running code {request.code}: {e} {traceback.print_tb(...)}' (print_tb → None)
+    return f"exception on running code {code}: {error} None"
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# files / fetch_files: a wrapper that runs inside the sandbox, in the job directory
-# ---------------------------------------------------------------------------------------------------------------
-_FILES_WRAPPER = '''\
-def _torl_job(code, files, fetch, marker):
-    import base64, json, os, sys, traceback
-    try:
-        for path, data in files.items():
-            if os.path.dirname(path):
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as f:
-                f.write(base64.b64decode(data))
-    except OSError as e:
-        sys.stderr.write("\\n" + marker + json.dumps({"setup_error": f"{type(e).__name__}: {e}"}) + "\\n")
-        raise SystemExit(1)
-    import linecache
-    linecache.cache["<string>"] = (len(code), None, code.splitlines(True), "<string>")  # source in tracebacks
-    scope = sys.modules["__main__"].__dict__
-    scope.pop("_torl_job", None)  # the snippet runs as __main__, in a namespace of its own
-    try:
-        exec(compile(code, "<string>", "exec"), scope)
-    except SystemExit:
-        raise
-    except BaseException as e:  # print it as the interpreter would, without this wrapper's frame
-        traceback.print_exception(type(e), e, e.__traceback__.tb_next)
-        raise SystemExit(1) from None
-    finally:
-        sys.stdout.flush()
-        fetched = {}
-        for path in fetch:
-            if os.path.isfile(path):
-                with open(path, "rb") as f:
-                    fetched[path] = base64.b64encode(f.read()).decode()
-        sys.stderr.write("\\n" + marker + json.dumps({"files": fetched}) + "\\n")
-        sys.stderr.flush()
-'''
+def _unsupported_language(req: RunCodeRequest) -> dict:
+    """A non-Python language: answered as Sandbox Fusion answers when that language's toolchain is missing (the
+    build step exits 127, nothing runs): Failed, a compile_result, run_result null."""
+    stderr = f"torl sandbox serve runs Python only: no {req.language} toolchain on this server\n"
+    return {
+        "status": "Failed", "message": "",
+        "compile_result": {"status": "Finished", "execution_time": 0.0, "return_code": 127, "stdout": "",
+                           "stderr": stderr},
+        "run_result": None, "executor_pod_name": None, "files": {},
+    }
 
 
-def _wrap_files(req: RunCodeRequest, marker: str) -> str:
-    """The snippet wrapped so that it writes `files` first and reports `fetch_files` on stderr after `marker`."""
-    return _FILES_WRAPPER + f"\n\n_torl_job({req.code!r}, {req.files!r}, {req.fetch_files!r}, {marker!r})\n"
-
-
-def _split_marker(stderr: str, marker: str) -> tuple[str, dict | None]:
-    """Remove the wrapper's report from stderr; returns (stderr, report or None when missing/cut)."""
-    at = stderr.rfind("\n" + marker)
-    if at < 0:
-        return stderr, None
-    line_end = stderr.find("\n", at + 1 + len(marker))
-    raw = stderr[at + 1 + len(marker) : line_end if line_end >= 0 else len(stderr)]
-    rest = stderr[line_end + 1 :] if line_end >= 0 else ""
-    try:
-        report = json.loads(raw)
-    except json.JSONDecodeError:
-        report = None
-    return stderr[:at] + rest, report if isinstance(report, dict) else None
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Responses
-# ---------------------------------------------------------------------------------------------------------------
-def fusion_response(result: ExecResult, *, files: dict[str, str] | None = None, message: str | None = None) -> dict:
+def fusion_response(result: ExecResult, *, files: dict[str, str] | None = None) -> dict:
     """A Sandbox Fusion /run_code response for one ExecResult.
 
-    ok → Success/Finished; error → Failed/Finished with the exit code (Failed/Error when there is none); timeout →
-    Failed/TimeLimitExceeded with return_code null; sandbox_error → SandboxError/Error with the reason as message.
+    ok → Success/Finished; error → Failed/Finished with the exit code (minus the signal when killed); timeout →
+    Failed/TimeLimitExceeded, return_code null; sandbox_error → SandboxError/Error with the reason as `message`.
+    `message` is "" otherwise, as in Sandbox Fusion (torl's reason goes to the X-Torl-Reason header).
     """
-    run_status, return_code = "Finished", result.return_code
+    run_status, return_code, message = "Finished", result.return_code, ""
     if result.status == "ok":
         status, return_code = "Success", 0 if return_code is None else return_code
     elif result.status == "error":
@@ -245,11 +158,7 @@ def fusion_response(result: ExecResult, *, files: dict[str, str] | None = None, 
     elif result.status == "timeout":
         status, run_status, return_code = "Failed", "TimeLimitExceeded", None
     else:
-        status, run_status, return_code = "SandboxError", "Error", None
-    if message is None:
-        message = result.reason
-        if result.truncated:
-            message = "; ".join(x for x in (message, "output truncated (head and tail kept)") if x)
+        status, run_status, return_code, message = "SandboxError", "Error", None, result.reason
     return {
         "status": status,
         "message": message,
@@ -266,57 +175,81 @@ def fusion_response(result: ExecResult, *, files: dict[str, str] | None = None, 
     }
 
 
+def _reason(result: ExecResult) -> str:
+    reason = result.reason
+    if result.truncated:
+        reason = "; ".join(x for x in (reason, "output truncated (head and tail kept)") if x)
+    return reason
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The app
+# ---------------------------------------------------------------------------------------------------------------
 def _json(content: object, status_code: int = 200, headers: dict | None = None) -> Response:
     # errors="replace": a snippet's output may hold lone surrogates, which are not UTF-8
     body = json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
     return Response(body, status_code=status_code, headers=headers, media_type="application/json")
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# The app
-# ---------------------------------------------------------------------------------------------------------------
-def create_app(sandbox: Sandbox, *, max_batch: int = MAX_BATCH) -> Starlette:
-    """A Starlette app serving `sandbox` with Sandbox Fusion's API (see the module docstring)."""
+def _header(text: str) -> str:
+    return text.encode("ascii", "backslashreplace").decode("ascii").replace("\r", " ").replace("\n", " ")[:1000]
 
-    async def run_requests(reqs: list[RunCodeRequest]) -> list[dict]:
-        markers = [secrets.token_hex(8) if r.files or r.fetch_files else "" for r in reqs]
-        codes = [_wrap_files(r, f"__torl_job_{m}__") if m else r.code for r, m in zip(reqs, markers, strict=True)]
-        groups: dict[tuple[float, int | None], list[int]] = {}
-        for i, r in enumerate(reqs):
-            groups.setdefault((r.run_timeout, r.memory_mb), []).append(i)
 
-        async def run_group(key: tuple[float, int | None], idx: list[int]) -> list[ExecResult]:
-            timeout, memory_mb = key
-            try:
-                if len(idx) == 1:
-                    r = reqs[idx[0]]
-                    return [await sandbox.arun(codes[idx[0]], timeout=timeout, memory_mb=memory_mb, stdin=r.stdin)]
-                return await sandbox.arun_many([codes[i] for i in idx], timeout=timeout, memory_mb=memory_mb,
-                                               stdins=[reqs[i].stdin for i in idx])
-            except Exception as e:  # the sandbox itself broke: say so, per request, in Sandbox Fusion's shape
-                log.exception("sandbox failed")
-                return [ExecResult("sandbox_error", reason=f"sandbox failed: {type(e).__name__}: {e}")] * len(idx)
+def create_app(sandbox: Sandbox, *, max_batch: int = MAX_BATCH, max_output_bytes: int = MAX_OUTPUT_BYTES,
+               max_run_timeout_s: float = MAX_RUN_TIMEOUT_S) -> Starlette:
+    """A Starlette app serving `sandbox` with Sandbox Fusion's API (see the module docstring).
 
-        results: list[ExecResult | None] = [None] * len(reqs)
-        outs = await asyncio.gather(*(run_group(k, idx) for k, idx in groups.items()))
-        for idx, out in zip(groups.values(), outs, strict=True):
-            for i, res in zip(idx, out, strict=True):
-                results[i] = res
-        return [_respond(res, m) for res, m in zip(results, markers, strict=True)]
+    max_output_bytes: bytes kept per stream (head and tail beyond it) when the sandbox takes a per-call cap
+    (LocalSandbox); training keeps LocalSandbox's own, smaller default. max_run_timeout_s: ceiling on run_timeout.
+    """
+
+    async def run_one(req: RunCodeRequest) -> tuple[dict, str]:
+        """(the response, torl's reason for it)."""
+        if req.language != "python":
+            return _unsupported_language(req), f"language {req.language!r} is not available (Python only)"
+        files = _files_to_write(req)
+        if (error := _base64_error(files)) is not None:  # Sandbox Fusion fails while writing the files
+            return ({"status": "SandboxError", "message": _exception_message(req.code, error),
+                     "compile_result": None, "run_result": None, "executor_pod_name": None, "files": {}},
+                    f"files: invalid base64: {error}")
+        timeout = min(req.run_timeout, max_run_timeout_s)
+        if not timeout > 0:  # ≤ 0 or NaN: Sandbox Fusion's wait_for gives up at once
+            fetched = {p: files[p] for p in req.fetch_files if p in files}
+            result = ExecResult("timeout", reason=f"run_timeout {req.run_timeout:g} leaves no time to run")
+            return fusion_response(result, files=fetched), result.reason
+        memory_mb = req.memory_limit_MB if req.memory_limit_MB > 0 else None
+        try:
+            if sandbox.runs_jobs:
+                result = await sandbox.arun(req.code, timeout=timeout, memory_mb=memory_mb, stdin=req.stdin,
+                                            files=files, fetch_files=req.fetch_files, output_cap=max_output_bytes)
+            elif files or req.fetch_files:
+                result = ExecResult("sandbox_error", reason=f"{type(sandbox).__name__} cannot take files/fetch_files")
+            else:
+                result = await sandbox.arun(req.code, timeout=timeout, memory_mb=memory_mb, stdin=req.stdin)
+        except Exception as e:  # the sandbox itself broke: say so, in Sandbox Fusion's shape
+            log.exception("sandbox failed")
+            result = ExecResult("sandbox_error", reason=f"sandbox failed: {type(e).__name__}: {e}")
+        if result.status == "sandbox_error" and result.stderr.startswith("torl-sandbox-setup-error: "):
+            error = result.stderr.strip().splitlines()[-1].split(": ", 2)[-1]  # e.g. a file that cannot be written
+            return ({"status": "SandboxError", "message": _exception_message(req.code, error),
+                     "compile_result": None, "run_result": None, "executor_pod_name": None, "files": {}},
+                    result.reason)
+        return fusion_response(result, files=result.extra.get("files")), _reason(result)
 
     async def run_code(request: Request) -> Response:
         try:
             req = parse_run_code_request(await _read_json(request))
         except RequestError as e:
             return _json({"detail": e.detail}, 422)
-        return _json((await run_requests([req]))[0])
+        response, reason = await run_one(req)
+        return _json(response, headers={"X-Torl-Reason": _header(reason)} if reason else None)
 
     async def run_code_batch(request: Request) -> Response:
         try:
             body = await _read_json(request)
             if not isinstance(body, list):
-                raise RequestError([{"type": "list_type", "loc": ["body"],
-                                     "msg": "Input should be a JSON list of /run_code request objects"}])
+                raise RequestError([{"type": "list_type", "loc": ["body"], "msg": "Input should be a valid list",
+                                     "input": body}])
             if len(body) > max_batch:
                 raise RequestError([{"type": "too_long", "loc": ["body"],
                                      "msg": f"a batch holds at most {max_batch} requests, got {len(body)}"}])
@@ -330,7 +263,8 @@ def create_app(sandbox: Sandbox, *, max_batch: int = MAX_BATCH) -> Starlette:
                 raise RequestError(detail)
         except RequestError as e:
             return _json({"detail": e.detail}, 422)
-        return _json(await run_requests(reqs))
+        answers = await asyncio.gather(*(run_one(r) for r in reqs))
+        return _json([a for a, _ in answers])
 
     async def ping(request: Request) -> Response:
         return _json("pong")
@@ -352,31 +286,18 @@ def create_app(sandbox: Sandbox, *, max_batch: int = MAX_BATCH) -> Starlette:
 
 
 async def _read_json(request: Request) -> object:
+    """The body as FastAPI parses it: empty → 'missing', invalid JSON → 'json_invalid' at the error's position."""
     raw = await request.body()
-    if not raw.strip():
-        raise RequestError([{"type": "missing", "loc": ["body"], "msg": "Field required: the body is empty"}])
+    if not raw:
+        raise RequestError([{"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}])
     try:
         return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        pos = getattr(e, "pos", getattr(e, "start", 0))
-        raise RequestError([{"type": "json_invalid", "loc": ["body", pos], "msg": f"JSON decode error: {e}"}]) from None
-
-
-def _respond(result: ExecResult, marker: str) -> dict:
-    if not marker:
-        return fusion_response(result)
-    stderr, report = _split_marker(result.stderr, f"__torl_job_{marker}__")
-    result = ExecResult(**{**result.to_dict(), "stderr": stderr})
-    if report is not None and "setup_error" in report:
-        sandbox_error = ExecResult("sandbox_error", stdout=result.stdout, stderr=stderr,
-                                   duration_s=result.duration_s,
-                                   reason=f"could not write `files` into the job directory: {report['setup_error']}")
-        return fusion_response(sandbox_error)
-    if report is None and result.status in ("ok", "error"):
-        note = "fetch_files: the files could not be read back (output cut to the sandbox's capture cap)"
-        return fusion_response(result, message="; ".join(x for x in (result.reason, note) if x))
-    files = report.get("files", {}) if report else {}
-    return fusion_response(result, files=files if isinstance(files, dict) else {})
+    except json.JSONDecodeError as e:
+        raise RequestError([{"type": "json_invalid", "loc": ["body", e.pos], "msg": "JSON decode error",
+                             "input": {}, "ctx": {"error": e.msg}}]) from None
+    except UnicodeDecodeError as e:
+        raise RequestError([{"type": "json_invalid", "loc": ["body", e.start], "msg": "JSON decode error",
+                             "input": {}, "ctx": {"error": str(e)}}]) from None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -399,23 +320,29 @@ def _warn_if_exposed(host: str) -> None:
         )
 
 
-def serve(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 8080, *, log_level: str = "info") -> None:
+def serve(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 8080, *, log_level: str = "info",
+          **app_kwargs) -> None:
     """Serve `sandbox` over HTTP until interrupted (Ctrl+C / SIGTERM). Binds loopback unless told otherwise."""
     _warn_if_exposed(host)
     log.info("Sandbox Fusion-compatible server on http://%s:%d (POST /run_code, POST /run_code_batch, GET /v1/ping)",
              host, port)
-    uvicorn.run(create_app(sandbox), host=host, port=port, log_level=log_level, access_log=False)
+    log.info("runs language 'python' only: other Sandbox Fusion languages answer Failed with a compile_result "
+             "saying the toolchain is missing (exit 127); memory_limit_MB <= 0 means %s",
+             f"{sandbox.memory_mb} MB (--memory-limit-mb)" if hasattr(sandbox, "memory_mb") else "the default")
+    uvicorn.run(create_app(sandbox, **app_kwargs), host=host, port=port, log_level=log_level, access_log=False)
 
 
-def serve_local(host: str = "127.0.0.1", port: int = 8080, pool_size: int | None = None, **sandbox_kwargs) -> None:
+def serve_local(host: str = "127.0.0.1", port: int = 8080, pool_size: int | None = None, *,
+                memory_limit_mb: int = 2048, max_output_bytes: int = MAX_OUTPUT_BYTES, **sandbox_kwargs) -> None:
     """Start a LocalSandbox and serve it until interrupted; the pool is closed on exit. Requests may come from
-    different clients, so each snippet runs from a fresh fork of the worker (`fork_per_request`) by default."""
+    different clients, so each snippet runs from a fresh fork of the worker (`fork_per_request`) by default.
+    memory_limit_mb: the limit of requests whose memory_limit_MB is <= 0 (Sandbox Fusion: none)."""
     from torl.sandbox.local import LocalSandbox
 
     sandbox_kwargs.setdefault("fork_per_request", True)
 
-    with LocalSandbox(pool_size=pool_size, **sandbox_kwargs) as sandbox:
-        serve(sandbox, host, port)
+    with LocalSandbox(pool_size=pool_size, memory_mb=memory_limit_mb, **sandbox_kwargs) as sandbox:
+        serve(sandbox, host, port, max_output_bytes=max_output_bytes)
 
 
 class ServerThread:
