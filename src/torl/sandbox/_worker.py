@@ -589,7 +589,8 @@ class Worker:
         if not mem:
             return 0
         limit = str(memory_mb * 1024 * 1024)
-        for name in ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "memory.max"):
+        # cgroup v1 keeps limit <= memsw.limit: lowering needs limit first, raising memsw first; twice does both
+        for name in ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "memory.max") * 2:
             try:
                 with open(os.path.join(mem, name), "w") as f:
                     f.write(limit)
