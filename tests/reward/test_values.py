@@ -51,16 +51,35 @@ def test_not_exact_or_unbounded_gives_none(text):
     assert value(text) is None
 
 
-def test_decimal_rule():
+def test_decimal_rule_relative_tolerance():
+    """The convention behind the paper's table: |d - v| <= rel_tol * max(|d|, |v|), rel_tol 1e-4."""
     third = Fraction(1, 3)
-    assert decimal_rule(Fraction(333, 1000), Fraction(1, 1000), 3, third)
-    assert not decimal_rule(Fraction(33, 100), Fraction(1, 100), 2, third)  # too few digits
-    assert decimal_rule(Fraction(666, 1000), Fraction(1, 1000), 3, 2 * third)  # truncated
-    assert decimal_rule(Fraction(667, 1000), Fraction(1, 1000), 3, 2 * third)  # rounded
-    assert not decimal_rule(Fraction(665, 1000), Fraction(1, 1000), 3, 2 * third)
-    assert not decimal_rule(Fraction(113, 100), Fraction(1, 100), 3, Fraction(9, 8))  # 9/8 = 1.125 exactly
-    assert decimal_rule(Fraction(1125, 1000), Fraction(1, 1000), 4, Fraction(9, 8))
-    assert not decimal_rule(Fraction(27), Fraction(1, 10), 3, Fraction(271, 10))
-    assert decimal_rule(Fraction(-667, 1000), Fraction(1, 1000), 3, -2 * third)
-    assert decimal_rule(Fraction(-666, 1000), Fraction(1, 1000), 3, -2 * third)
-    assert not decimal_rule(Fraction(-665, 1000), Fraction(1, 1000), 3, -2 * third)
+    tol = 1e-4
+    assert decimal_rule(Fraction("0.3333"), third, tol)  # exactly at the tolerance (<=, not <)
+    assert not decimal_rule(Fraction("0.333"), third, tol)
+    assert not decimal_rule(Fraction("0.33329"), third, tol)  # just beyond
+    assert decimal_rule(Fraction("0.6667"), 2 * third, tol)
+    assert decimal_rule(Fraction("-0.6667"), -2 * third, tol)
+    assert not decimal_rule(Fraction("-0.667"), -2 * third, tol)
+    sqrt2 = Fraction("1.41421356237309504880168872420969807856967187537694")
+    assert decimal_rule(Fraction("1.4142"), sqrt2, tol, approximate=True)
+    assert not decimal_rule(Fraction("1.414"), sqrt2, tol, approximate=True)
+    pi = Fraction("3.14159265358979323846264338327950288419716939937510")
+    assert not decimal_rule(Fraction("3.14"), pi, tol, approximate=True)
+    assert decimal_rule(Fraction("3.1416"), pi, tol, approximate=True)
+    assert decimal_rule(Fraction("3.14"), pi, 1e-3, approximate=True)  # a looser setting
+    assert not decimal_rule(Fraction("3.1416"), pi, 0.0, approximate=True)  # 0: no tolerance
+    # a value with a finite decimal expansion must be written exactly, whatever the tolerance
+    assert not decimal_rule(Fraction("1.13"), Fraction(9, 8), 0.1)
+    assert decimal_rule(Fraction("1.125"), Fraction(9, 8), tol)
+    assert not decimal_rule(Fraction("27.0001"), Fraction(27), tol)
+
+
+def test_rel_tol_is_a_grader_setting():
+    from torl.reward import Grader
+
+    with Grader(1, rel_tol=1e-3) as loose, Grader(1) as default:
+        assert loose.compare("0.333", "\\frac13").equal
+        assert not default.compare("0.333", "\\frac13").equal
+        assert default.compare("0.333", "\\frac13", rel_tol=1e-3).equal  # per call
+        assert default._pool is None and loose._pool is None  # decided without a worker

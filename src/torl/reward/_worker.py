@@ -44,19 +44,17 @@ def _handlers():
     from torl.reward.normalize import NormalizedAnswer
     from torl.reward.reference import reference_equal
     from torl.reward.symbolic import symbolic_can_parse, symbolic_equal
+    from torl.reward.values import DEFAULT_REL_TOL
 
-    def equal(pred_text: str, pred_percent: bool, gold_text: str, gold_percent: bool) -> tuple[bool, str]:
-        pred = NormalizedAnswer(pred_text, pred_text.replace(" ", ""), pred_percent)
-        gold = NormalizedAnswer(gold_text, gold_text.replace(" ", ""), gold_percent)
-        return symbolic_equal(pred, gold)
+    def equal(pred: list, gold: list, rel_tol: float = DEFAULT_REL_TOL) -> tuple[bool, str]:
+        return symbolic_equal(
+            NormalizedAnswer.from_payload(pred), NormalizedAnswer.from_payload(gold), rel_tol
+        )
 
     def can_parse(text: str) -> tuple[bool, str]:
         return symbolic_can_parse(text), "latex2sympy"
 
-    def reference(pred: str, gold: str) -> tuple[bool, str]:
-        return reference_equal(pred, gold), "reference"
-
-    return {"equal": equal, "parse": can_parse, "reference": reference}
+    return {"equal": equal, "parse": can_parse, "reference": reference_equal}
 
 
 def main() -> None:
@@ -68,7 +66,8 @@ def main() -> None:
     _limit_resources(memory_mb)
     handlers = _handlers()
     for pred, gold in _WARM_UP:  # sympy's first call of each kind is slow; pay it before the first deadline
-        handlers["equal"](pred, False, gold, False)
+        handlers["equal"]([pred], [gold])
+    handlers["reference"]("\\frac{\\pi}{3}", "1.047")
     out.write('{"ready": true}\n')
     while True:
         line = sys.stdin.readline()

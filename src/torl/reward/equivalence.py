@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from torl.reward.normalize import MAX_ANSWER_CHARS, NormalizedAnswer
-from torl.reward.values import parse_value, values_equal
+from torl.reward.values import DEFAULT_REL_TOL, parse_value, values_equal
 
 MAX_NESTING = 64  # deeper bracket nesting is not a real answer; it only ties up a worker until the timeout
 _COMMAND = re.compile(r"\\(?:begin|end)\s*\{[^{}]*\}|\\[a-zA-Z]+")
@@ -24,7 +24,9 @@ _MATH_WORDS = frozenset(
 )  # fmt: skip
 
 
-def fast_compare(pred: NormalizedAnswer, gold: NormalizedAnswer) -> tuple[bool | None, str]:
+def fast_compare(
+    pred: NormalizedAnswer, gold: NormalizedAnswer, rel_tol: float = DEFAULT_REL_TOL
+) -> tuple[bool | None, str]:
     """(equal, method), or (None, "") when the pair needs symbolic comparison."""
     if not pred.key or not gold.key:
         return False, "empty"
@@ -36,7 +38,7 @@ def fast_compare(pred: NormalizedAnswer, gold: NormalizedAnswer) -> tuple[bool |
         return False, "too_deep"
     vp, vg = parse_value(pred), parse_value(gold)
     if vp is not None and vg is not None:
-        return values_equal(vp, vg), "exact"
+        return values_equal(vp, vg, rel_tol), "exact"
     return None, ""
 
 

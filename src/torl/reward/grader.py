@@ -22,7 +22,8 @@ from fractions import Fraction
 from torl.reward.equivalence import fast_compare, has_prose
 from torl.reward.normalize import normalize_answer
 from torl.reward.pool import WorkerPool
-from torl.reward.values import MAX_EXACT_CHARS, parse_value
+from torl.reward.reference import reference_equal_casefold
+from torl.reward.values import DEFAULT_REL_TOL, MAX_EXACT_CHARS, parse_value
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +101,8 @@ class Grader:
 
     processes: worker processes for math-verify (default: min(4, CPUs)); started on first need.
     timeout: default seconds per worker comparison. cache_size: memoised (pred, gold) pairs (0 = off).
-    memory_mb: address-space limit of each worker.
+    memory_mb: address-space limit of each worker. rel_tol: default relative tolerance of a decimal against a
+    value without a finite decimal expansion (`values.decimal_rule`; 1e-4: 1.4142 = √2, 3.14 ≠ π).
     """
 
     def __init__(
@@ -110,23 +112,31 @@ class Grader:
         timeout: float = DEFAULT_TIMEOUT,
         cache_size: int = DEFAULT_CACHE_SIZE,
         memory_mb: int = 2048,
+        rel_tol: float = DEFAULT_REL_TOL,
     ):
+        if not (isinstance(rel_tol, (int, float)) and 0 <= rel_tol < 1):
+            raise ValueError(f"rel_tol must be a number in [0, 1), got {rel_tol!r}")
         self.processes = processes or default_processes()
         self.timeout = timeout
         self.memory_mb = memory_mb
+        self.rel_tol = float(rel_tol)
         self._cache = _LRU(cache_size)
         self._pool: WorkerPool | None = None
         self._lock = threading.Lock()
         self._stats = GradingStats()
 
     # ------------------------------------------------------------------------------------ public API
-    def is_equivalent(self, pred: str | None, gold: str, *, timeout: float | None = None) -> bool:
+    def is_equivalent(
+        self, pred: str | None, gold: str, *, timeout: float | None = None, rel_tol: float | None = None
+    ) -> bool:
         """Is the extracted answer `pred` the same answer as `gold`? None is never equivalent."""
-        return self.compare(pred, gold, timeout=timeout).equal
+        return self.compare(pred, gold, timeout=timeout, rel_tol=rel_tol).equal
 
-    def compare(self, pred: str | None, gold: str, *, timeout: float | None = None) -> Verdict:
+    def compare(
+        self, pred: str | None, gold: str, *, timeout: float | None = None, rel_tol: float | None = None
+    ) -> Verdict:
         """Like `is_equivalent`, with how it was decided."""
-        return self.verdicts([pred], [gold], timeout=timeout)[0]
+        return self.verdicts([pred], [gold], timeout=timeout, rel_tol=rel_tol)[0]
 
     def grade_many(
         self,
@@ -135,9 +145,12 @@ class Grader:
         *,
         timeout: float | None = None,
         progress: bool = False,
+        rel_tol: float | None = None,
     ) -> list[bool]:
         """`is_equivalent` for many pairs, in parallel over the worker pool; results in input order."""
-        return [v.equal for v in self.verdicts(preds, golds, timeout=timeout, progress=progress)]
+        return [
+            v.equal for v in self.verdicts(preds, golds, timeout=timeout, progress=progress, rel_tol=rel_tol)
+        ]
 
     def verdicts(
         self,
@@ -147,13 +160,16 @@ class Grader:
         timeout: float | None = None,
         progress: bool = False,
         mode: str = "torl",
+        rel_tol: float | None = None,
     ) -> list[Verdict]:
-        """Verdicts for many pairs. mode "reference" reproduces the reference's check (`reference.py`)."""
+        """Verdicts for many pairs. mode "reference" reproduces the reference's check (`reference.py`,
+        which has no tolerance setting); rel_tol: None = the grader's."""
         if len(preds) != len(golds):
             raise ValueError(f"preds has {len(preds)} items but golds has {len(golds)}")
         if mode not in ("torl", "reference"):
             raise ValueError(f"mode must be 'torl' or 'reference', got {mode!r}")
         op = "equal" if mode == "torl" else "reference"
+        tol = self.rel_tol if rel_tol is None else float(rel_tol)
         out: list[Verdict | None] = [None] * len(preds)
         todo: dict[tuple, list[int]] = {}
         payloads: dict[tuple, list] = {}
@@ -165,7 +181,7 @@ class Grader:
                 counts.no_answer += 1
                 continue
             pred = _as_text(pred, "pred")
-            key = (op, pred, gold)
+            key = (op, pred, gold, tol if op == "equal" else None)
             if key in todo:
                 todo[key].append(i)
                 continue
@@ -176,14 +192,19 @@ class Grader:
                 continue
             if op == "equal":
                 npred, ngold = normalize_answer(pred), normalize_answer(gold)
-                equal, method = fast_compare(npred, ngold)
+                equal, method = fast_compare(npred, ngold, tol)
                 if equal is not None:
                     out[i] = Verdict(equal, method)
                     self._cache.put(key, out[i])
                     counts.fast_path += 1
                     continue
-                payloads[key] = [npred.text, npred.percent, ngold.text, ngold.percent]
+                payloads[key] = [npred.to_payload(), ngold.to_payload(), tol]
             else:
+                if reference_equal_casefold(pred, gold):  # the reference's step 2, no worker needed
+                    out[i] = Verdict(True, "ref:lower")
+                    self._cache.put(key, out[i])
+                    counts.fast_path += 1
+                    continue
                 payloads[key] = [pred, gold]
             todo[key] = [i]
             if len(todo) == 1:
@@ -346,9 +367,11 @@ def _close_defaults() -> None:
         grader.close()
 
 
-def is_equivalent(pred: str | None, gold: str, *, timeout: float = DEFAULT_TIMEOUT) -> bool:
+def is_equivalent(
+    pred: str | None, gold: str, *, timeout: float = DEFAULT_TIMEOUT, rel_tol: float | None = None
+) -> bool:
     """Is the extracted answer `pred` mathematically the same answer as `gold`? (None → False.)"""
-    return default_grader().is_equivalent(pred, gold, timeout=timeout)
+    return default_grader().is_equivalent(pred, gold, timeout=timeout, rel_tol=rel_tol)
 
 
 def grade_many(
@@ -358,9 +381,12 @@ def grade_many(
     timeout: float = DEFAULT_TIMEOUT,
     processes: int | None = None,
     progress: bool = False,
+    rel_tol: float | None = None,
 ) -> list[bool]:
     """`is_equivalent` for many (already extracted) answers, over a pool of `processes` workers."""
-    return default_grader(processes).grade_many(preds, golds, timeout=timeout, progress=progress)
+    return default_grader(processes).grade_many(
+        preds, golds, timeout=timeout, progress=progress, rel_tol=rel_tol
+    )
 
 
 def can_parse(answer: str, *, timeout: float = DEFAULT_TIMEOUT) -> bool:

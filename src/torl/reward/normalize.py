@@ -9,10 +9,12 @@
   `square units`, `dollars`, `degrees`, …) after a number removed;
 - degrees (`^\\circ`, `°`), dollars (`\\$`), a trailing period removed; `x \\in` removed;
 - thousands separators (`10,\\!080`, `58,500`) removed when the whole answer is one number;
-- a leading assignment (`x = 3`, `f(x) = 2x`, `k=3`) removed from each comma-separated part.
+- a leading assignment (`x = 3`, `f(x) = 2x`, `k=3`) removed from each comma-separated part (the variable of
+  a one-part `y = …` is kept in `NormalizedAnswer.assigned`, so that the answer still compares as an equation);
+- a stray trailing backslash (`185\\`) removed.
 
-Percent signs are removed too, and reported (`NormalizedAnswer.percent`) so that `50\\%` can match both
-`50` and `0.5`. The result is still LaTeX that math-verify can parse. Text answers keep their case here;
+Percent signs (`\\%`, `%`, the words percent / percentage / pct) are removed too, and reported
+(`NormalizedAnswer.percent`) so that `50\\%` can match both `50` and `0.5`. The result is still LaTeX that math-verify can parse. Text answers keep their case here;
 `values.parse_value` compares them case-insensitively.
 """
 
@@ -29,12 +31,24 @@ MAX_ANSWER_CHARS = 4000
 @dataclass(frozen=True)
 class NormalizedAnswer:
     """`text`: canonical LaTeX; `key`: `text` without spaces (for the string-equality shortcut);
-    `percent`: the answer carried a percent sign; `was_text`: the whole answer was wrapped in `\\text{}`."""
+    `percent`: the answer carried a percent sign; `was_text`: the whole answer was wrapped in `\\text{}`;
+    `assigned`: the variable of a removed leading assignment of a one-part answer (`y = 2x + 3` → "y"), so
+    that it can still be compared as an equation (`2x - y + 3 = 0`)."""
 
     text: str
     key: str
     percent: bool = False
     was_text: bool = False
+    assigned: str = ""
+
+    def to_payload(self) -> list:
+        """What a grading worker needs (JSON-serialisable)."""
+        return [self.text, self.percent, self.assigned]
+
+    @classmethod
+    def from_payload(cls, payload: list) -> NormalizedAnswer:
+        text, percent, assigned = (list(payload) + [False, ""])[:3]
+        return cls(text, text.replace(" ", ""), bool(percent), assigned=assigned)
 
 
 _TEXT_COMMANDS = re.compile(
@@ -47,7 +61,7 @@ _LEFT_RIGHT = re.compile(
 )
 _NULL_DELIM = re.compile(r"\\(?:left|right)\s*\.")
 _DEGREES = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree\b|\^\s*\{\s*o\s*\}")
-_PERCENT = re.compile(r"\\%|%|\\text\{\s*percent\s*\}|\s*\bpercent\b")
+_PERCENT = re.compile(r"\\%|%|\\text\{\s*(?:percent|percentage|pct)\s*\}|\s*\b(?:percent|percentage|pct)\b")
 _FRAC_FIX = re.compile(r"\\frac\s*(?:(\d)|\{([^{}]*)\}|(\\[a-zA-Z]+))\s*(?:(\d)|\{([^{}]*)\}|(\\[a-zA-Z]+))")
 _SQRT_FIX = re.compile(r"\\sqrt\s*(\d)")
 _THOUSANDS_BANG = re.compile(r"(\d),\s*\\!\s*(?=\d{3}(?!\d))")
@@ -171,18 +185,22 @@ def _split_top_level(s: str, sep: str = ",") -> list[str]:
     return parts
 
 
-def _strip_assignments(s: str) -> str:
-    """`x = 3` → `3`; `a=2, a=-6` → `2, -6`; an equation such as `5x + 4 = 0` or `y = 2x = 4` is kept."""
+def _strip_assignments(s: str) -> tuple[str, str]:
+    """(`x = 3` → `3`; `a=2, a=-6` → `2, -6`; an equation such as `5x + 4 = 0` or `y = 2x = 4` is kept,
+    the assigned variable when the answer is one removed plain-variable assignment, else "")."""
     if "=" not in s:
-        return s
+        return s, ""
     parts = _split_top_level(s)
     out = []
+    assigned = ""
     for part in parts:
         m = _ASSIGNMENT.match(part)
         if m and not _RELATION.search(part[m.end() :]):
+            variable = part[: m.end()].strip().rstrip("=").strip()
+            assigned = variable if len(parts) == 1 and re.fullmatch(r"[a-zA-Z]", variable) else ""
             part = part[m.end() :]
         out.append(part.strip())
-    return ", ".join(out) if len(out) > 1 else out[0]
+    return (", ".join(out), "") if len(out) > 1 else (out[0], assigned)
 
 
 def _fix_frac(m: re.Match) -> str:
@@ -238,10 +256,11 @@ def normalize_answer(answer: str) -> NormalizedAnswer:
         s = _TRAILING_UNIT.sub("", s).strip()
     s = _TRAILING_M.sub("", s).strip()
     s = s.rstrip(".;, ").strip()
+    s = re.sub(r"\\+$", "", s).strip()  # stray trailing backslashes: `185\\`
     s = _FRAC_FIX.sub(_fix_frac, s)
     s = _SQRT_FIX.sub(r"\\sqrt{\1}", s)
     s = _SET_MEMBER.sub("", s)
-    s = _strip_assignments(s)
+    s, assigned = _strip_assignments(s)
     if _THOUSANDS.match(s):
         s = s.replace(",", "")
     elif _THOUSANDS_SPACE.match(s):
@@ -250,4 +269,6 @@ def normalize_answer(answer: str) -> NormalizedAnswer:
         s = "0" + s
     s = re.sub(r"(?<=[-+(\[, ])\.(?=\d)", "0.", s)
     s = _WS.sub(" ", s).strip()
-    return NormalizedAnswer(text=s, key=s.replace(" ", ""), percent=percent, was_text=was_text)
+    return NormalizedAnswer(
+        text=s, key=s.replace(" ", ""), percent=percent, was_text=was_text, assigned=assigned
+    )

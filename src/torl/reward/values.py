@@ -9,14 +9,13 @@ is left to math-verify.
 
 Numbers are Python `Fraction`s, so two different rationals or integers are never equal.
 
-The only tolerance is for genuine decimal approximations (`decimal_rule`): values with no finite decimal
-expansion (1/3, √2, π). A decimal written with a unit in the last place `ulp` (0.667 → 0.001;
-4.5e33 → 1e32) matches such a value v when
-  1. the decimal has at least 3 significant digits (0.67 ≠ 2/3, 0.667 = 2/3), and
-  2. it is v rounded (half away from zero) or truncated to its last digit (0.666 and 0.667 = 2/3,
-     3.14 and 3.142 = π, 3.15 ≠ π).
-A value with a finite decimal expansion must be written exactly (0.13 ≠ 1/8, 1.13 ≠ 9/8, 27.04 ≠ 27).
-Two written decimals must be equal exactly (0.33 ≠ 0.333). A percent (`50\\%`) matches 50 and 0.5.
+The only tolerance is for genuine decimal approximations (`decimal_rule`) of values with no finite decimal
+expansion (1/3, √2, π): the convention of the evaluation behind the ToRL paper's table (Qwen2.5-Math's
+`math_equal`), a relative tolerance `rel_tol` (default 1e-4):  |d − v| ≤ rel_tol · max(|d|, |v|).
+So 1.4142 = √2 and 0.3333 = 1/3, but 3.14 ≠ π, 0.333 ≠ 1/3 and 0.667 ≠ 2/3. A value with a finite decimal
+expansion must be written exactly (0.13 ≠ 1/8, 1.13 ≠ 9/8, 27.04 ≠ 27; stricter than `math_equal`, which
+would accept 0.12501 for 1/8: a finite decimal can always be written exactly). Two written decimals must be
+equal exactly (0.33 ≠ 0.333). A percent (`50\\%`) matches 50 and 0.5. rel_tol = 0: no tolerance at all.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ MAX_POW_EXPONENT = 4096
 MAX_POW_BITS = 200_000
 MAX_SCI_EXPONENT = 1000
 MAX_DEPTH = 60
-MIN_SIGNIFICANT_DIGITS = 3
+DEFAULT_REL_TOL = 1e-4
 
 
 class _Fail(Exception):
@@ -495,31 +494,23 @@ def _terminates(x: Fraction) -> bool:
     return d == 1
 
 
-def decimal_rule(
-    value: Fraction, ulp: Fraction, sig: int, exact: Fraction, *, approximate: bool = False
-) -> bool:
-    """Does a decimal literal `value` (precision `ulp`, `sig` significant digits) stand for `exact`?
+def decimal_rule(value: Fraction, exact: Fraction, rel_tol: float, *, approximate: bool = False) -> bool:
+    """Does a decimal literal `value` stand for `exact`?
 
     `exact` is the exact value, or (approximate=True) a 60-digit rational approximation of an irrational
     one. See the module docstring for the rule.
     """
     if not approximate and _terminates(exact):
         return value == exact  # a value with a finite decimal expansion has to be written exactly
-    q = exact / ulp
-    if sig < MIN_SIGNIFICANT_DIGITS:
-        return False
-    sign = -1 if q < 0 else 1
-    magnitude = abs(q)
-    truncated = sign * (magnitude.numerator // magnitude.denominator)
-    rounded = sign * ((magnitude + Fraction(1, 2)).numerator // (magnitude + Fraction(1, 2)).denominator)
-    return value / ulp in (truncated, rounded)
+    tolerance = Fraction(repr(float(rel_tol)))  # 1e-4 exactly, not its binary neighbour
+    return abs(value - exact) <= tolerance * max(abs(value), abs(exact))
 
 
-def _num_equal(a: Num, b: Num) -> bool:
+def _num_equal(a: Num, b: Num, rel_tol: float) -> bool:
     if a.percent != b.percent:  # 50% matches 50 and 0.5
         p, q = (a, b) if a.percent else (b, a)
         scaled = Num(p.re / 100, p.im / 100, p.ulp / 100 if p.ulp else None, p.sig)
-        return _num_equal(Num(p.re, p.im, p.ulp, p.sig), q) or _num_equal(scaled, q)
+        return _num_equal(Num(p.re, p.im, p.ulp, p.sig), q, rel_tol) or _num_equal(scaled, q, rel_tol)
     if a.re == b.re and a.im == b.im:
         return True
     if a.im or b.im or (a.ulp is not None and b.ulp is not None):
@@ -527,12 +518,12 @@ def _num_equal(a: Num, b: Num) -> bool:
     d, v = (a, b) if a.ulp is not None else (b, a)
     if d.ulp is None:
         return False
-    return decimal_rule(d.re, d.ulp, d.sig, v.re)
+    return decimal_rule(d.re, v.re, rel_tol)
 
 
-def _scalar_equal(a, b) -> bool:
+def _scalar_equal(a, b, rel_tol: float) -> bool:
     if isinstance(a, Num) and isinstance(b, Num):
-        return _num_equal(a, b)
+        return _num_equal(a, b, rel_tol)
     if isinstance(a, Inf) and isinstance(b, Inf):
         return a.sign == b.sign
     if isinstance(a, Based) and isinstance(b, Based):
@@ -544,13 +535,13 @@ def _scalar_equal(a, b) -> bool:
     return False
 
 
-def _unordered_equal(xs: tuple, ys: tuple) -> bool:
+def _unordered_equal(xs: tuple, ys: tuple, rel_tol: float) -> bool:
     if len(xs) != len(ys):
         return False
     unused = list(ys)
     for x in xs:
         for k, y in enumerate(unused):
-            if values_equal(x, y):
+            if values_equal(x, y, rel_tol):
                 del unused[k]
                 break
         else:
@@ -558,8 +549,8 @@ def _unordered_equal(xs: tuple, ys: tuple) -> bool:
     return True
 
 
-def _ordered_equal(xs: tuple, ys: tuple) -> bool:
-    return len(xs) == len(ys) and all(values_equal(x, y) for x, y in zip(xs, ys, strict=True))
+def _ordered_equal(xs: tuple, ys: tuple, rel_tol: float) -> bool:
+    return len(xs) == len(ys) and all(values_equal(x, y, rel_tol) for x, y in zip(xs, ys, strict=True))
 
 
 def _flat(v) -> tuple | None:
@@ -572,12 +563,12 @@ def _flat(v) -> tuple | None:
     return None
 
 
-def values_equal(pred: Value, gold: Value) -> bool:
+def values_equal(pred: Value, gold: Value, rel_tol: float = DEFAULT_REL_TOL) -> bool:
     """Are two exact values the same answer? Where notation is ambiguous the gold's form decides
     (a bare list `1, 2` is unordered, a tuple `(1, 2)` is ordered)."""
     scalars = (Num, Inf, Based)
     if isinstance(pred, scalars) and isinstance(gold, scalars):
-        return _scalar_equal(pred, gold)
+        return _scalar_equal(pred, gold, rel_tol)
     if isinstance(pred, Choice) or isinstance(gold, Choice):
         return isinstance(pred, Choice) and isinstance(gold, Choice) and pred.letter == gold.letter
     if isinstance(pred, Text) or isinstance(gold, Text):
@@ -589,20 +580,20 @@ def values_equal(pred: Value, gold: Value) -> bool:
         and len(gold.items) == 1
         and not isinstance(pred, Seq)
     ):
-        return values_equal(pred, gold.items[0])
+        return values_equal(pred, gold.items[0], rel_tol)
     if (
         isinstance(pred, Seq)
         and pred.kind in ("list", "set")
         and len(pred.items) == 1
         and not isinstance(gold, Seq)
     ):
-        return values_equal(pred.items[0], gold)
+        return values_equal(pred.items[0], gold, rel_tol)
     if isinstance(pred, Interval) and isinstance(gold, Interval):
         return (
             pred.left_closed == gold.left_closed
             and pred.right_closed == gold.right_closed
-            and values_equal(pred.lo, gold.lo)
-            and values_equal(pred.hi, gold.hi)
+            and values_equal(pred.lo, gold.lo, rel_tol)
+            and values_equal(pred.hi, gold.hi, rel_tol)
         )
     if isinstance(pred, Interval) or isinstance(gold, Interval):  # an open interval (a, b) vs the pair (a, b)
         interval, other = (pred, gold) if isinstance(pred, Interval) else (gold, pred)
@@ -612,15 +603,17 @@ def values_equal(pred: Value, gold: Value) -> bool:
             and not interval.left_closed
             and not interval.right_closed
         ):
-            return values_equal(interval.lo, other.items[0]) and values_equal(interval.hi, other.items[1])
+            return values_equal(interval.lo, other.items[0], rel_tol) and values_equal(
+                interval.hi, other.items[1], rel_tol
+            )
         if isinstance(other, Union) and len(other.parts) == 1:
-            return values_equal(interval, other.parts[0])
+            return values_equal(interval, other.parts[0], rel_tol)
         return False
     if isinstance(pred, Union) and isinstance(gold, Union):
-        return _unordered_equal(pred.parts, gold.parts)
+        return _unordered_equal(pred.parts, gold.parts, rel_tol)
     if isinstance(pred, Matrix) and isinstance(gold, Matrix):
         return len(pred.rows) == len(gold.rows) and all(
-            _ordered_equal(p, g) for p, g in zip(pred.rows, gold.rows, strict=True)
+            _ordered_equal(p, g, rel_tol) for p, g in zip(pred.rows, gold.rows, strict=True)
         )
     pred_items, gold_items = _items(pred), _items(gold)
     if pred_items is None or gold_items is None:
@@ -628,11 +621,13 @@ def values_equal(pred: Value, gold: Value) -> bool:
     pk, gk = _kind(pred), _kind(gold)
     if gk in ("list", "set"):
         if pk in ("list", "set"):
-            return _unordered_equal(pred_items, gold_items)
-        return gk == "list" and _unordered_equal(pred_items, gold_items)  # solutions 1, 2 written as (1, 2)
+            return _unordered_equal(pred_items, gold_items, rel_tol)
+        return gk == "list" and _unordered_equal(
+            pred_items, gold_items, rel_tol
+        )  # solutions 1, 2 written as (1, 2)
     if pk == "set":
         return False  # a set is not a tuple
-    return _ordered_equal(pred_items, gold_items)  # a tuple written without parentheses still counts
+    return _ordered_equal(pred_items, gold_items, rel_tol)  # a tuple written without parentheses still counts
 
 
 def _items(v) -> tuple | None:

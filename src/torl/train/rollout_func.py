@@ -17,16 +17,20 @@ weights TRL syncs before calling us.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
-from torl.rollout import RolloutConfig, RolloutResult, make_backend, run_rollouts
+from torl.rollout import RolloutConfig, RolloutResult, make_backend
 from torl.rollout.backends.transformers_backend import TransformersBackend
+from torl.rollout.engine import arun_rollouts
 from torl.rollout.seeds import sample_seeds
 from torl.train.recorder import StepRecorder
+from torl.train.vllm_sync import server_generation_barrier
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +115,30 @@ def default_backend_factory(trainer, *, max_batch_size: int = 64, server_url: st
     return hf_backend(trainer, max_batch_size=max_batch_size)
 
 
+def bind_device(device) -> None:
+    """Make `device` the calling thread's current CUDA device (CUDA's current device is per thread)."""
+    import torch
+
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.set_device(torch.device(device))
+
+
+def run_rollouts_on_device(prompts: list, *, backend, sandbox, config: RolloutConfig, seeds=None,
+                           device=None) -> list[RolloutResult]:
+    """`run_rollouts` in a fresh event loop whose worker threads (`asyncio.to_thread`, where the backends run
+    their blocking engine calls) first make `device` their current CUDA device. Without this, a rank's engine
+    calls would run on GPU 0 while its model lives on GPU k. The loop runs in this thread (TRL calls the rollout
+    function outside any event loop)."""
+    bind_device(device)
+
+    async def main():
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(thread_name_prefix="torl-gen", initializer=bind_device, initargs=(device,)))
+        return await arun_rollouts(prompts, backend=backend, sandbox=sandbox, config=config, seeds=seeds)
+
+    return asyncio.run(main())
+
+
 def to_trl_output(results: Sequence[RolloutResult], *, eos_token_id: int, first_index: int = 0) -> dict:
     """RolloutResults -> the dict GRPOTrainer expects from a rollout function (see the module docstring).
 
@@ -137,6 +165,7 @@ def to_trl_output(results: Sequence[RolloutResult], *, eos_token_id: int, first_
         "rollout_index": list(range(first_index, first_index + len(results))),
         "num_executions": [int(r.num_executions) for r in results],
         "tool_statuses": [[c.result.status for c in r.tool_calls] for r in results],
+        "tool_printed": [[bool(c.result.stdout) for c in r.tool_calls] for r in results],
     }
 
 
@@ -172,9 +201,10 @@ class TIRRolloutFunction:
         mode = "train" if trainer.model.training else "eval"
         seeds = sample_seeds(self.seed, len(prompts), mode, trainer.state.global_step,
                              trainer.accelerator.process_index)
+        server_generation_barrier(trainer)  # server mode: rank 0's weight push is done before anyone samples
         with self.backend_factory(trainer) as backend:
-            results = run_rollouts(list(prompts), backend=backend, sandbox=self.sandbox, config=self.config,
-                                   seeds=seeds)
+            results = run_rollouts_on_device(list(prompts), backend=backend, sandbox=self.sandbox,
+                                             config=self.config, seeds=seeds, device=trainer.accelerator.device)
         seconds = time.perf_counter() - start
         first = self.recorder.add_rollouts(results, seconds)
         eos = trainer.processing_class.eos_token_id

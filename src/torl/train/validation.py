@@ -12,10 +12,12 @@ import time
 from pathlib import Path
 
 from torl.data.schema import Problem
-from torl.rollout import RolloutConfig, build_prompt, run_rollouts
+from torl.rollout import RolloutConfig, build_prompt
 from torl.train.metrics import benchmark_metrics
 from torl.train.recorder import rollout_fields
 from torl.train.rewards import grade_responses
+from torl.train.rollout_func import run_rollouts_on_device
+from torl.train.vllm_sync import server_generation_barrier
 
 VAL_DIR = "val"
 
@@ -28,16 +30,20 @@ def validation_rollout_config(train: RolloutConfig, *, temperature: float = 0.0,
 
 
 def run_validation(problems: dict[str, list[Problem]], *, backend, sandbox, rollout_config: RolloutConfig,
-                   reward_config, template: str, rank: int = 0, world_size: int = 1) -> list[dict]:
+                   reward_config, template: str, rank: int = 0, world_size: int = 1,
+                   device=None) -> list[dict]:
     """This process's share of the validation records ({"benchmark", "problem_id", "correct", ...})."""
     mine = [(bench, p) for bench, ps in problems.items() for i, p in enumerate(ps) if i % world_size == rank]
     if not mine:
         return []
     prompts = [build_prompt(p.problem, template, backend.tokenizer) for _, p in mine]
-    results = run_rollouts(prompts, backend=backend, sandbox=sandbox, config=rollout_config)
+    results = run_rollouts_on_device(prompts, backend=backend, sandbox=sandbox, config=rollout_config,
+                                     device=device)
     texts = [r.text for r in results]
     statuses = [[c.result.status for c in r.tool_calls] for r in results]
-    rewards, correct, preds = grade_responses(texts, [p.answer for _, p in mine], statuses, reward_config)
+    printed = [[bool(c.result.stdout) for c in r.tool_calls] for r in results]
+    rewards, correct, preds = grade_responses(texts, [p.answer for _, p in mine], statuses, reward_config,
+                                              tool_printed=printed)
     return [
         {"benchmark": bench, "problem_id": p.id, "gold": p.answer, "pred": pred, "correct": bool(ok),
          "reward": float(rw), "response": r.text, **rollout_fields(r)}
@@ -88,10 +94,12 @@ class Validator:
         if getattr(trainer, "use_vllm", False) and trainer.state.global_step != trainer._last_loaded_step:
             trainer.vllm_generation.sync_weights()  # the engine must see this step's update
             trainer._last_loaded_step = trainer.state.global_step
+        server_generation_barrier(trainer)
         with self.backend_factory(trainer) as backend:
             local = run_validation(self.problems, backend=backend, sandbox=self.sandbox,
                                    rollout_config=self.rollout_config, reward_config=self.reward_config,
-                                   template=self.template, rank=acc.process_index, world_size=acc.num_processes)
+                                   template=self.template, rank=acc.process_index, world_size=acc.num_processes,
+                                   device=acc.device)
         if acc.num_processes > 1:
             from accelerate.utils import gather_object
 
