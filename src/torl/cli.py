@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "torl.eval.cli",
     "torl.data.cli",
     "torl.demo.cli",
+    "torl.verl.cli",
 )
 
 

@@ -1,0 +1,18 @@
+"""TORL on veRL (pinned: verl 0.9.1, whose agent-loop API moves between releases), without a fork.
+
+- `agent_loop.TorlTIRAgentLoop` ("torl_tir"): torl's rollout engine (`torl.rollout.arun_rollouts`, the code of
+  `torl train`/`torl eval`) as a veRL agent loop, over veRL's inference-server handle (`backend.py`).
+  Registered through `agent_loop.yaml` (`actor_rollout_ref.rollout.agent.agent_loop_config_path`).
+- `reward.compute_score`: torl's grader as veRL's `reward.custom_reward_function`.
+- `recipe`: a YAML recipe (configs/verl/torl_1.5b.yaml) → the full `python -m verl.trainer.main_ppo ...` command;
+  `torl verl train RECIPE [key=value ...]` prints it and runs it.
+
+Nothing here imports veRL at import time except `agent_loop` (which subclasses veRL's base class).
+"""
+
+from pathlib import Path
+
+AGENT_LOOP_YAML = Path(__file__).with_name("agent_loop.yaml")
+AGENT_LOOP_NAME = "torl_tir"
+
+__all__ = ["AGENT_LOOP_NAME", "AGENT_LOOP_YAML"]
