@@ -44,7 +44,7 @@ def test_reference_recipe_values(problems_file):
     assert (cfg.grpo.clip_ratio, cfg.grpo.kl_coef, cfg.grpo.entropy_coef, cfg.grpo.loss_type) == (
         0.2, 0.0, 0.0, "dapo")
     assert (cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.max_tool_calls) == (1.0, 1.0, 1)
-    assert (cfg.data.max_prompt_tokens, cfg.rollout.max_response_tokens) == (400, 3072)
+    assert (cfg.data.max_prompt_tokens, cfg.rollout.max_response_tokens) == (390, 3072)
     assert (cfg.validation.every, cfg.validation.temperature, cfg.train.save_every) == (4, 0.0, 20)
     assert cfg.validation.benchmarks == ["aime24", "aime25", "math500", "olympiadbench", "amc23"]
     assert cfg.reward.exec_penalty is False and cfg.train.max_steps == 1000
