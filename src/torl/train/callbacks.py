@@ -16,6 +16,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from torl.train.engine_gap import engine_gap_metrics
 from torl.train.metrics import MetricsWriter, sample_metrics, timing_metrics
 from torl.train.recorder import StepRecorder, write_sample_dump
 
@@ -81,7 +82,9 @@ class TIRStepCallback(TrainerCallback):
         step_s = time.perf_counter() - (self._step_start or time.perf_counter())
         rec = self.recorder
         records = self._gather(rec.records)
-        metrics = {}
+        meter = getattr(self.trainer, "engine_gap", None)
+        gap = meter.pop(self.trainer.accelerator) if meter is not None else None  # a collective: every rank
+        metrics = engine_gap_metrics(gap) if self.is_main else {}
         if self.is_main:
             if self.dump_samples:
                 write_sample_dump(self.run_dir, step, records)

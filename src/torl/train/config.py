@@ -136,20 +136,31 @@ class ValidationConfig:
 class EngineConfig:
     """Where generation and code execution run.
 
-    sandbox: "local" (LocalSandbox) or the URL of a Sandbox Fusion server. sandbox_workers: LocalSandbox pool size.
+    sandbox: "local" (LocalSandbox) or the URL of a Sandbox Fusion server. sandbox_workers: LocalSandbox pool size
+    per training process (null: the CPU cores divided among the processes of the node, see `local_sandbox_workers`).
     generation_batch_size: most sequences per HF `generate` call (transformers backend).
-    vllm: generate with TRL's vLLM integration (needs vLLM and a GPU); vllm_mode "colocate" (an engine inside each
-    training process) or "server" (`trl vllm-serve` at vllm_server_url, weights synced by TRL every step)."""
+    vllm: generate with TRL's vLLM integration (true), with HF `generate` on the live model (false), or "auto":
+    vLLM when a CUDA GPU and vLLM are present, else HF generate (with a warning on GPUs: 3-4x slower at scale).
+    vllm_mode "colocate" (an engine inside each training process) or "server" (`trl vllm-serve` at
+    vllm_server_url, weights pushed by rank 0 every step).
+    vllm_importance_sampling_correction: reweight the loss by p_trainer / p_engine (TRL's correction for the
+    engine/trainer mismatch). Off by default: the paper's objective is fully on-policy PPO-clip GRPO with no such
+    correction; torl measures the mismatch every step instead (train/engine_logprob_gap). When on,
+    vllm_importance_sampling_mode is TRL's mode and vllm_importance_sampling_cap its upper bound C_max
+    ("*_truncate": ratios clipped at the cap; "*_mask": tokens/sequences above it dropped)."""
 
     sandbox: str = "local"
     sandbox_workers: int | None = None
     generation_batch_size: int = 64
-    vllm: bool = False
+    vllm: bool | Literal["auto"] = False
     vllm_mode: Literal["colocate", "server"] = "colocate"
     vllm_server_url: str = "http://localhost:8000"
     vllm_gpu_memory_utilization: float = 0.3
     vllm_tensor_parallel_size: int = 1
-    vllm_importance_sampling_correction: bool = True
+    vllm_importance_sampling_correction: bool = False
+    vllm_importance_sampling_mode: Literal["token_truncate", "token_mask", "sequence_truncate",
+                                          "sequence_mask"] = "sequence_mask"
+    vllm_importance_sampling_cap: float = 3.0
 
 
 @dataclass
@@ -408,6 +419,10 @@ def validate(cfg: TorlTrainConfig, *, where: str = "", lines: dict[str, int] | N
         fail("validation.max_items", f"must be >= 1 or null, got {cfg.validation.max_items}")
     if cfg.validation.every and not (cfg.validation.benchmarks or cfg.validation.files):
         fail("validation.benchmarks", "validation is on (validation.every > 0) but names no benchmark or file")
+    if cfg.engine.vllm_importance_sampling_cap <= 1:
+        fail("engine.vllm_importance_sampling_cap", f"must be > 1, got {cfg.engine.vllm_importance_sampling_cap}")
+    if cfg.engine.sandbox_workers is not None and cfg.engine.sandbox_workers < 1:
+        fail("engine.sandbox_workers", f"must be >= 1 or null, got {cfg.engine.sandbox_workers}")
     if cfg.engine.sandbox != "local" and not cfg.engine.sandbox.startswith(("http://", "https://")):
         fail("engine.sandbox", f"must be 'local' or an http(s):// URL, got {cfg.engine.sandbox!r}")
     if cfg.validation.benchmarks:
@@ -460,11 +475,17 @@ _OWNED_TRL_KEYS = {
     "lr_scheduler_type", "weight_decay", "max_grad_norm", "num_iterations", "generation_batch_size",
     "steps_per_generation", "logging_steps", "logging_strategy", "save_strategy", "report_to", "disable_tqdm",
     "remove_unused_columns", "bf16", "fp16", "optim", "shuffle_dataset", "use_cache",
+    "vllm_importance_sampling_correction", "vllm_importance_sampling_mode", "vllm_importance_sampling_clip_max",
 }
 
 
 def _check_trl_keys(extra: dict, fail) -> None:
     from trl import GRPOConfig
+
+    if extra.get("vllm_enable_sleep_mode"):
+        fail("trl.vllm_enable_sleep_mode", "not supported: torl's rollout drives the vLLM engine itself, so TRL's "
+             "wake-up of the KV cache before generation never runs. Lower engine.vllm_gpu_memory_utilization "
+             "(or use engine.vllm_mode=server) to make room for training instead")
 
     names = {f.name for f in dataclasses.fields(GRPOConfig)}
     for key in extra:

@@ -30,11 +30,13 @@ from torl.errors import UserInputError
 from torl.train.callbacks import TIRStepCallback
 from torl.train.config import TINY_MODEL, TorlTrainConfig
 from torl.train.data import PromptSet, load_validation_problems, read_train_problems, render_prompts
+from torl.train.engine_gap import EngineGapMeter
 from torl.train.recorder import StepRecorder
 from torl.train.rewards import TIRReward
 from torl.train.rollout_func import TIRRolloutFunction, default_backend_factory
 from torl.train.rundir import attach_log_file, detach_log_file, prepare_run_dir, record_start
 from torl.train.validation import Validator, validation_rollout_config
+from torl.train.vllm_sync import colocated_engine_dtype, install_cpu_weight_sync
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +63,36 @@ class EpochRepeatSampler(RepeatSampler):
 
 
 class TorlGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer plus two things: torl's per-step metrics join each log (`torl_logs`, filled by the step
-    callback), and an epoch-seeded prompt order (exact data order on resume)."""
+    """GRPOTrainer plus: torl's per-step metrics join each log (`torl_logs`, filled by the step callback), an
+    epoch-seeded prompt order (exact data order on resume), the engine/trainer log-prob gap measured on the loss's
+    own forward pass (`engine_gap`, see torl.train.engine_gap), and a working weight sync into a colocated engine
+    on vLLM's CPU build (torl.train.vllm_sync; CUDA keeps TRL's)."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, engine_dtype: str | None = None, **kwargs) -> None:
         self.torl_logs: dict = {}
-        super().__init__(*args, **kwargs)
+        self.engine_gap = EngineGapMeter()
+        self._loss_inputs: dict | None = None
+        with colocated_engine_dtype(engine_dtype):
+            super().__init__(*args, **kwargs)
+        if self.use_vllm:
+            install_cpu_weight_sync(self.vllm_generation)
+
+    def _compute_loss(self, model, inputs):
+        self._loss_inputs = inputs  # read by the first log-prob pass below (the loss's)
+        try:
+            return super()._compute_loss(model, inputs)
+        finally:
+            self._loss_inputs = None
+
+    def _get_per_token_logps_and_entropies(self, *args, **kwargs):
+        out = super()._get_per_token_logps_and_entropies(*args, **kwargs)
+        inputs, self._loss_inputs = self._loss_inputs, None
+        if inputs is not None and inputs.get("sampling_per_token_logps") is not None:
+            mask = inputs["completion_mask"]
+            if "tool_mask" in inputs:
+                mask = mask * inputs["tool_mask"]
+            self.engine_gap.add(out[0], inputs["sampling_per_token_logps"], mask)
+        return out
 
     def _get_train_sampler(self, dataset=None):
         dataset = dataset if dataset is not None else self.train_dataset
@@ -139,6 +165,7 @@ def build_grpo_config(cfg: TorlTrainConfig, processes: int | None = None) -> GRP
     """The trl.GRPOConfig of a torl config (`processes`: the world size; default: this launch's)."""
     processes = processes or world_size()
     g, o, t, r, e = cfg.grpo, cfg.optim, cfg.train, cfg.rollout, cfg.engine
+    use_vllm = resolve_use_vllm(cfg)
     model_init = {"dtype": cfg.model.dtype}
     if cfg.model.attn_implementation:
         model_init["attn_implementation"] = cfg.model.attn_implementation
@@ -194,12 +221,14 @@ def build_grpo_config(cfg: TorlTrainConfig, processes: int | None = None) -> GRP
         dataloader_num_workers=0,
         log_completions=False,
         # generation engine
-        use_vllm=e.vllm,
+        use_vllm=use_vllm,
         vllm_mode=e.vllm_mode,
-        vllm_server_base_url=e.vllm_server_url if e.vllm and e.vllm_mode == "server" else None,
+        vllm_server_base_url=e.vllm_server_url if use_vllm and e.vllm_mode == "server" else None,
         vllm_gpu_memory_utilization=e.vllm_gpu_memory_utilization,
         vllm_tensor_parallel_size=e.vllm_tensor_parallel_size,
         vllm_importance_sampling_correction=e.vllm_importance_sampling_correction,
+        vllm_importance_sampling_mode=e.vllm_importance_sampling_mode,
+        vllm_importance_sampling_clip_max=e.vllm_importance_sampling_cap,
     )
     # transformers >= 5.? renamed gradient_checkpointing to activation_checkpointing (the old name still works)
     names = {f.name for f in dataclasses.fields(GRPOConfig)}
@@ -211,12 +240,6 @@ def build_grpo_config(cfg: TorlTrainConfig, processes: int | None = None) -> GRP
         # the cache and TRL's loss forward always turns it off, so True costs nothing in training.
         kwargs["use_cache"] = True
     kwargs.update(cfg.trl)
-    if e.vllm:
-        from trl.import_utils import is_vllm_available
-
-        if not is_vllm_available():
-            raise UserInputError("engine.vllm is true but vLLM is not installed: pip install 'torl[vllm]', "
-                                 "or set engine.vllm=false")
     try:
         return GRPOConfig(**kwargs)
     except ValueError as err:
@@ -224,6 +247,69 @@ def build_grpo_config(cfg: TorlTrainConfig, processes: int | None = None) -> GRP
         if t.precision != "fp32" and not torch.cuda.is_available():
             hint = f" (train.precision={t.precision} needs a GPU here; pass train.precision=fp32 on CPU)"
         raise UserInputError(f"invalid trainer settings: {err}{hint}") from None
+
+
+def _vllm_installed() -> bool:
+    from trl.import_utils import is_vllm_available
+
+    return bool(is_vllm_available())
+
+
+def resolve_use_vllm(cfg: TorlTrainConfig, *, cuda: bool | None = None, vllm_installed: bool | None = None) -> bool:
+    """Whether this run generates with vLLM: engine.vllm, with "auto" = a CUDA GPU and vLLM are both present.
+
+    HF generate on a GPU logs a warning: at the recipes' scale it is 3-4x slower per step than vLLM.
+    """
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    want = cfg.engine.vllm
+    if want == "auto":
+        want = cuda and (_vllm_installed() if vllm_installed is None else vllm_installed)
+    elif want and not (_vllm_installed() if vllm_installed is None else vllm_installed):
+        raise UserInputError("engine.vllm is true but vLLM is not installed: pip install 'torl[vllm]' (GPU), "
+                             "or set engine.vllm=false")
+    if not want and cuda:
+        log.warning("generating with HF generate on a GPU (engine.vllm=%s): at the recipes' scale a step takes "
+                    "3-4x longer than with vLLM; install vLLM (pip install 'torl[vllm]') and set engine.vllm=true "
+                    "or auto", cfg.engine.vllm)
+    return bool(want)
+
+
+def check_generation_sharding(use_vllm: bool, env: dict | None = None) -> None:
+    """Refuse HF generate under ZeRO-3 or FSDP.
+
+    There, transformers generates with `synced_gpus` (every decode step is a collective over all ranks), while
+    torl's rollout makes a timing-dependent number of `generate` calls per rank (batches form as samples return
+    from their tool calls), so ranks would wait in mismatched collectives and hang. vLLM keeps a full copy of the
+    weights per engine and needs no collective while sampling. Reads the variables `accelerate launch` sets.
+    """
+    if use_vllm:
+        return
+    env = os.environ if env is None else env
+    on = {"true", "1", "yes"}
+    if env.get("ACCELERATE_USE_FSDP", "").lower() in on:
+        raise UserInputError("FSDP with HF generate (engine.vllm=false) would hang: torl's rollout makes a "
+                             "different number of generate calls on each rank, and FSDP's generate is a "
+                             "collective. Set engine.vllm=true, or use configs/accelerate/multi_gpu.yaml or "
+                             "deepspeed_zero2.yaml")
+    if env.get("ACCELERATE_USE_DEEPSPEED", "").lower() in on and env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3":
+        raise UserInputError("DeepSpeed ZeRO-3 with HF generate (engine.vllm=false) would hang: transformers "
+                             "generates with synced_gpus under ZeRO-3 (a collective per decode step) and torl's "
+                             "rollout makes a different number of generate calls on each rank. Set "
+                             "engine.vllm=true, or use configs/accelerate/deepspeed_zero2.yaml")
+
+
+def local_sandbox_workers(configured: int | None, *, cores: int | None = None,
+                          local_processes: int | None = None) -> int:
+    """LocalSandbox pool size per training process: engine.sandbox_workers, or the node's CPU cores divided among
+    its training processes (at least 1, at most 32). Every process runs its own pool, so a per-process default
+    of 2 x cores would start 2 x cores x processes interpreters per node, and their wall-clock timeouts would
+    fire from CPU contention alone."""
+    if configured is not None:
+        return configured
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local = local_processes or int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return max(1, min(32, cores // max(1, local)))
 
 
 def resolve_model_path(cfg: TorlTrainConfig) -> str:
@@ -275,7 +361,7 @@ def _check_context(model_path: str, cfg: TorlTrainConfig) -> None:
 def make_run_sandbox(cfg: TorlTrainConfig):
     from torl.sandbox import make_sandbox
 
-    kwargs = {"pool_size": cfg.engine.sandbox_workers} if cfg.engine.sandbox == "local" else {}
+    kwargs = {"pool_size": local_sandbox_workers(cfg.engine.sandbox_workers)} if cfg.engine.sandbox == "local" else {}
     return make_sandbox(cfg.engine.sandbox, **kwargs)
 
 
@@ -293,6 +379,7 @@ def build_trainer(cfg: TorlTrainConfig, *, resume: bool = False, backend_factory
 
     state = PartialState()
     grpo_args = build_grpo_config(cfg, state.num_processes)  # checks the batch arithmetic before writing anything
+    check_generation_sharding(grpo_args.use_vllm)
     run_state = prepare_run_dir(cfg, resume=resume, is_main=state.is_main_process)
     handler = attach_log_file(cfg.run_dir) if state.is_main_process else None
     own_sandbox = sandbox is None
@@ -361,6 +448,7 @@ def _assemble(cfg: TorlTrainConfig, grpo_args: GRPOConfig, sandbox, backend_fact
             processing_class=tokenizer,
             rollout_func=rollout_func,
             callbacks=[step_cb, *callbacks],
+            engine_dtype="float32" if cfg.train.precision == "fp32" else None,
         )
     trainer.remove_callback(PrinterCallback)  # our callback shows the progress
     step_cb.bind(trainer)
@@ -396,4 +484,5 @@ def _versions() -> dict:
 
 
 __all__ = ["EpochRepeatSampler", "TorlGRPOTrainer", "TrainingRun", "build_grpo_config", "build_trainer",
-           "gradient_accumulation_steps", "resolve_model_path", "train"]
+           "check_generation_sharding", "gradient_accumulation_steps", "local_sandbox_workers",
+           "resolve_model_path", "resolve_use_vllm", "train"]
