@@ -586,7 +586,8 @@ IPC = [
 
 STATE = [
     A("state_file_in_job_dir", "open('state.txt', 'w').write('x')\nprint('written')", "ok",
-      followup="import os\nprint(sorted(os.listdir('.')))", followup_checks=(stdout_has("[]"),)),
+      followup="import os\nprint(sorted(set(os.listdir('.')) - {os.path.basename(__file__)}))",  # its own script
+      followup_checks=(stdout_has("[]"),)),
     A("state_environment_variables", """
         import os
         os.environ['TORL_LEFTOVER'] = '1'
@@ -818,3 +819,37 @@ def test_checker_catches_escapes_when_isolation_is_off(host, sandbox):
                 assert problems, f"{name}: the checker saw nothing although isolation was off"
         finally:
             host.job_root = job_root
+
+
+def test_files_and_fetch_files_cannot_reach_the_host(host, sandbox):
+    """Absolute and `..` paths in `files`/`fetch_files` (Sandbox Fusion joins them onto its working directory) stay
+    in the sandbox's own view: nothing of the host is read back (directly or through a symlink the snippet made),
+    nothing on the host is written, and an emptied private copy hides what the sandbox could not read before."""
+    import base64
+
+    import httpx
+
+    secret, victim = str(host.secret_file), str(host.victim_file)
+    body = {
+        "language": "python",
+        "code": f"import os\nos.symlink({secret!r}, 'link')\nprint(sorted(os.listdir({str(host.base)!r})))\n"
+                f"open({victim!r}, 'w').write('pwned')",
+        "files": {victim + ".new": base64.b64encode(b"x").decode(), f"{host.victim_dir}/keep.txt": "cHduZWQ="},
+        "fetch_files": [secret, "link", "/etc/shadow", "/proc/1/environ", "../w0.log"],
+    }
+    url = f"http://127.0.0.1:{host.server_port}/run_code"
+    data = httpx.post(url, json=body, timeout=60, trust_env=False).json()
+    assert host.secret_value not in str(data), f"host secret leaked: {str(data)[:300]}"
+    assert host.victim_file.read_text() == "intact" and (host.victim_dir / "keep.txt").read_text() == "intact"
+    assert not os.path.exists(victim + ".new")
+    if sandbox.layers["tmpfs_job_dirs"]:  # a mount namespace: private copies, the bait directory emptied
+        assert data["status"] == "Success", data  # the victim written is the copy's; nothing of the host shows
+        assert data["run_result"]["stdout"] == "['victim.txt.new', 'victim_dir']\n", data
+    else:  # no private view possible: absolute paths outside the job directory are refused
+        assert data["status"] == "SandboxError" and data["run_result"] is None
+    assert set(data["files"]) <= {"/proc/1/environ"}
+    assert host.secret_value not in base64.b64decode(data["files"].get("/proc/1/environ", "")).decode("latin-1")
+    sibling = {"language": "python", "code": "print(1)", "files": {"../sibling.txt": "eA=="}}  # into the job root
+    data = httpx.post(url, json=sibling, timeout=60, trust_env=False).json()
+    assert data["status"] == "SandboxError" and "sibling.txt" in data["message"]
+    assert not any(name.startswith("sibling") for _, _, names in os.walk(host.job_root) for name in names)

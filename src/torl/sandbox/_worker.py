@@ -343,7 +343,7 @@ def _child(cfg: dict, req: dict, jobdir: str, fds: tuple[int, ...], bpf: bytes |
         os.close(3)
         if fetch:
             _run_and_fetch(source, path, main, jobdir, fetch, set(outside) if layers is None else set(),
-                           float(req["deadline"]))
+                           float(req["deadline"]), int(cfg["disk_mb"]) << 20)
         code = _run_snippet(source, path, main)
     except BaseException as e:  # the sandbox set-up failed: say so on fd 2 (best effort)
         try:
@@ -384,9 +384,10 @@ def _run_snippet(source: str, path: str, main) -> int:
 
 
 def _run_and_fetch(source: str, path: str, main, jobdir: str, fetch: list[str], refused: set[str],
-                   deadline: float) -> None:
+                   deadline: float, fetch_limit: int) -> None:
     """Run the snippet in a grandchild; once it ended (or at the deadline, killed) report its wait status and the
-    `fetch` files on fd 4, as Sandbox Fusion fetches them after the run whatever its outcome. Never returns."""
+    `fetch` files on fd 4, as Sandbox Fusion fetches them after the run whatever its outcome. Files beyond
+    `fetch_limit` bytes in all are left out. Never returns."""
     pid = os.fork()
     if pid == 0:
         code = 70
@@ -405,15 +406,18 @@ def _run_and_fetch(source: str, path: str, main, jobdir: str, fetch: list[str], 
         os.kill(pid, signal.SIGKILL)
     _, status, _ = os.wait4(pid, 0)
     duration = time.monotonic() - start
-    files = {}
+    files, room = {}, fetch_limit  # the same file under many names must not flood the worker
     for name in fetch:
         target = os.path.join(jobdir, name)
         if os.path.abspath(target) in refused:
             continue
         try:
-            if os.path.isfile(target):
+            if os.path.isfile(target) and os.path.getsize(target) <= room:
                 with open(target, "rb") as f:
-                    files[name] = base64.b64encode(f.read()).decode()
+                    data = f.read(room + 1)
+                if len(data) <= room:
+                    files[name] = base64.b64encode(data).decode()
+                    room -= len(data)
         except (OSError, MemoryError):
             continue
     data = memoryview(json.dumps({"wait_status": status, "timed_out": timed_out, "duration": duration,
