@@ -37,7 +37,9 @@ def register(subparsers) -> None:
     p.add_argument("--sandbox-workers", type=int, default=None, help="local sandbox pool size")
     p.add_argument("--device", default=None, help="transformers backend: cpu, cuda, cuda:1 ...")
     p.add_argument("--batch-size", type=int, default=64, help="transformers/vllm: most sequences per batch")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0,
+                   help="sample k of a problem is drawn from its own seed, derived from (seed, problem id, k): "
+                        "the same seed gives the same samples whatever the batching (default 0)")
     p.add_argument("--ids", action="store_true", help="also write token ids, mask and logprobs")
     p.add_argument("--show", action="store_true", help="print each transcript, observations highlighted")
     p.set_defaults(func=_rollout)
@@ -47,6 +49,7 @@ def _rollout(args: argparse.Namespace) -> int:
     from torl.data.schema import read_problems
     from torl.rollout import RolloutConfig, get_template, make_backend
     from torl.rollout.engine import run_rollouts
+    from torl.rollout.seeds import derive_seed
 
     if args.out is None and not args.show:
         raise UserInputError("give --out FILE (or --show to only print)")
@@ -79,6 +82,7 @@ def _rollout(args: argparse.Namespace) -> int:
     tokenizer = backend.tokenizer
     jobs = [(p, k) for p in problems for k in range(args.n)]
     prompts = [template.render(p.problem, tokenizer) for p, _ in jobs]
+    seeds = [derive_seed(args.seed, p.id, k) for p, k in jobs]
 
     sandbox = None
     if config.max_tool_calls > 0:
@@ -99,7 +103,7 @@ def _rollout(args: argparse.Namespace) -> int:
         totals["eos"] += result.finish_reason == "eos"
         if out is not None:
             row = {"problem_id": problem.id, "sample": k, "source": problem.source, "gold": problem.answer,
-                   **result.to_dict(ids=args.ids)}
+                   "seed": args.seed, "sample_seed": seeds[index], **result.to_dict(ids=args.ids)}
             row["tool_calls"] = [{"code": tc.code, "status": tc.result.status, "observation": tc.observation}
                                  for tc in result.tool_calls]
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -108,7 +112,8 @@ def _rollout(args: argparse.Namespace) -> int:
         bar.set_postfix(executions=totals["executions"], refresh=False)
 
     try:
-        results = run_rollouts(prompts, backend=backend, sandbox=sandbox, config=config, progress=on_done)
+        results = run_rollouts(prompts, backend=backend, sandbox=sandbox, config=config, progress=on_done,
+                               seeds=seeds)
     finally:
         bar.close()
         if out is not None:

@@ -4,7 +4,8 @@ Each request is one `POST {base_url}/v1/completions` with the context as token i
 concurrent requests itself (continuous batching), so samples never wait for each other. The response must
 identify the sampled tokens: `choices[0].token_ids`, or logprobs tokens of the form "token_id:123"
 (vLLM's `return_tokens_as_token_ids`). Sampling is pinned (top_k, min_p, repetition penalty off) so the
-server's generation_config defaults do not change it; pass `extra_body` to add or override fields.
+server's generation_config defaults do not change it; pass `extra_body` to add or override fields. A request
+with a `seed` sends it (OpenAI's `seed` field; vLLM then samples that request from its own generator).
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ class OpenAIBackend(Backend):
         }
         if request.stop:
             body["stop"] = list(request.stop)
+        if request.seed is not None:  # vLLM/SGLang: this request's own random stream, whatever the batch
+            body["seed"] = request.seed
         body.update(self.extra_body)
         return body
 

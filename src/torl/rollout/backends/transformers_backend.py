@@ -5,7 +5,10 @@ hooks into `generate` do the bookkeeping, so nothing big is kept per step:
 - `RowStops` (a StoppingCriteria) ends each row at its own EOS, its own token budget, or its own stop strings
   found in the text sampled in this call (never in the context), and records where and why;
 - `LogprobRecorder` (a LogitsProcessor, placed before the temperature/top-p warpers) keeps the log-softmax of
-  the temperature-scaled logits for one step and reads off the sampled token's log-probability at the next.
+  the temperature-scaled logits for one step and reads off the sampled token's log-probability at the next;
+- `SeededSampler` (a LogitsProcessor, for requests with a `seed`) samples each row from its own random stream
+  after HF's temperature and top-p warpers and leaves only that token possible, so `generate` runs greedy and
+  keeps it: a row's tokens depend on its prompt and seed, not on the other rows, the batch size or pad width.
 
 HF's own `stop_strings` would look at the whole sequence (context included), cannot differ per row, and does
 not say which row stopped where; hence `RowStops`.
@@ -13,6 +16,7 @@ not say which row stopped where; hence `RowStops`.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 
@@ -23,6 +27,8 @@ from transformers import (
     LogitsProcessorList,
     StoppingCriteria,
     StoppingCriteriaList,
+    TemperatureLogitsWarper,
+    TopPLogitsWarper,
 )
 
 from torl.rollout.backends.base import Generation, GenerationRequest
@@ -97,13 +103,52 @@ class LogprobRecorder(LogitsProcessor):
         return torch.stack(self.values, dim=1).tolist()
 
 
+class SeededSampler(LogitsProcessor):
+    """Per-row seeded sampling: row i's token at step t is drawn with the t-th uniform of its own generator
+    (seeded by `seeds[i]`), by inverse CDF over softmax(top_p(logits / temperature)) in float64; the returned
+    scores are 0 at that token and -inf elsewhere, so greedy selection takes it.
+
+    The uniforms are drawn up front on the CPU (`budgets[i]` per row: the stream of a row never depends on the
+    batch), so the device does one small copy per step and no per-row work.
+    """
+
+    def __init__(self, seeds: Sequence[int], budgets: Sequence[int], prompt_len: int, temperature: float,
+                 top_p: float) -> None:
+        self.prompt_len = prompt_len
+        self.warpers = [TemperatureLogitsWarper(temperature)]
+        if top_p < 1.0:
+            self.warpers.append(TopPLogitsWarper(top_p))  # HF's own, as in do_sample: same top-p semantics
+        self.uniforms = torch.zeros((len(seeds), max(budgets)), dtype=torch.float64)
+        for i, (seed, n) in enumerate(zip(seeds, budgets, strict=True)):
+            stream = torch.Generator().manual_seed(int(seed))
+            self.uniforms[i, :n] = torch.rand(n, generator=stream, dtype=torch.float64)
+        self._device_uniforms: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        step = input_ids.shape[1] - self.prompt_len
+        for warp in self.warpers:
+            scores = warp(input_ids, scores)
+        if self._device_uniforms is None or self._device_uniforms.device != scores.device:
+            self._device_uniforms = self.uniforms.to(scores.device)
+        probs = torch.softmax(scores.double(), dim=-1)
+        cdf = probs.cumsum(dim=-1)
+        target = self._device_uniforms[:, step : step + 1] * cdf[:, -1:]
+        token = torch.searchsorted(cdf, target, right=True).clamp_(max=scores.shape[-1] - 1)
+        # rounding can put the target at the very top of the CDF: take the last token that has probability
+        possible = probs > 0
+        last = scores.shape[-1] - 1 - possible.flip(-1).to(torch.int8).argmax(dim=-1, keepdim=True)
+        token = torch.where(possible.gather(1, token), token, last)
+        return torch.full_like(scores, -math.inf).scatter_(1, token, 0.0)
+
+
 class TransformersBackend(BatchingBackend):
     """Batched generation with a transformers causal LM.
 
     model: a path/hub-style name of a local model directory, or an already loaded model (then pass its
         `tokenizer`; the trainer's live model works: it is put in eval mode for generation and restored).
     device, dtype: where/how to load a model given by path (default: cuda if available, else cpu; "auto").
-    seed: seeds torch's global generator once, at construction (HF sampling draws from it).
+    seed: seeds torch's global generator once, at construction (HF sampling of requests without their own
+        `seed` draws from it). Requests with a `seed` are sampled from that seed alone (`SeededSampler`).
     The model's own generation_config (top_k, repetition penalty, ...) is ignored: sampling is exactly the
     request's temperature and top_p.
     """
@@ -138,15 +183,17 @@ class TransformersBackend(BatchingBackend):
 
     def generate_batch(self, requests: list[GenerationRequest]) -> list[Generation]:
         results: list[Generation | None] = [None] * len(requests)
-        groups: dict[tuple[float, float], list[int]] = {}
+        groups: dict[tuple[float, float, bool], list[int]] = {}
         for i, r in enumerate(requests):
             budget = self._budget(r)
             if budget <= 0:
                 results[i] = Generation([], [], "length", info={"context_full": True})
             else:
-                groups.setdefault((r.temperature, r.top_p), []).append(i)
-        for (temperature, top_p), idx in groups.items():
-            for i, gen in zip(idx, self._generate([requests[i] for i in idx], temperature, top_p), strict=True):
+                seeded = r.seed is not None and r.temperature > 0
+                groups.setdefault((r.temperature, r.top_p, seeded), []).append(i)
+        for (temperature, top_p, seeded), idx in groups.items():
+            gens = self._generate([requests[i] for i in idx], temperature, top_p, seeded)
+            for i, gen in zip(idx, gens, strict=True):
                 results[i] = gen
         return results  # type: ignore[return-value]
 
@@ -155,7 +202,8 @@ class TransformersBackend(BatchingBackend):
             return r.max_new_tokens
         return min(r.max_new_tokens, self.max_context - len(r.prompt_ids))
 
-    def _generate(self, requests: list[GenerationRequest], temperature: float, top_p: float) -> list[Generation]:
+    def _generate(self, requests: list[GenerationRequest], temperature: float, top_p: float,
+                  seeded: bool = False) -> list[Generation]:
         device = self.model.device
         width = max(len(r.prompt_ids) for r in requests)
         input_ids = torch.full((len(requests), width), self.pad_id, dtype=torch.long)
@@ -166,7 +214,11 @@ class TransformersBackend(BatchingBackend):
         budgets = [self._budget(r) for r in requests]
         stops = RowStops(self.tokenizer, width, budgets, [r.stop for r in requests], self.eos_ids)
         recorder = LogprobRecorder(temperature)
+        processors = [recorder]
         sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
+        if seeded:  # greedy over the SeededSampler's one-hot scores
+            processors.append(SeededSampler([r.seed for r in requests], budgets, width, temperature, top_p))
+            sampling = {"do_sample": False}
         config = GenerationConfig(
             max_new_tokens=max(budgets), pad_token_id=self.pad_id, eos_token_id=self.eos_ids, use_cache=True,
             **(sampling if temperature > 0 else {"do_sample": False}),
@@ -178,7 +230,7 @@ class TransformersBackend(BatchingBackend):
             with torch.no_grad():
                 sequences = self.model.generate(
                     input_ids=input_ids.to(device), attention_mask=attention.to(device), generation_config=config,
-                    logits_processor=LogitsProcessorList([recorder]), stopping_criteria=StoppingCriteriaList([stops]),
+                    logits_processor=LogitsProcessorList(processors), stopping_criteria=StoppingCriteriaList([stops]),
                 )
         finally:
             self.model.generation_config = model_config
