@@ -1,0 +1,224 @@
+"""The vllm backend on the real engine (vLLM's CPU build, a tiny local model): token ids, logprobs against a
+transformers forward pass, finish reasons, stop strings kept (also one that ends inside a token), per-request
+seeds, continuous batching across tool calls, C = 0..3 with a real LocalSandbox, cancellation, bad requests."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import functools
+import math
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from torl.rollout import GenerationRequest, RolloutConfig, build_prompt, run_rollouts
+from torl.rollout.backends.vllm_backend import VLLMBackend
+from torl.rollout.tokens import decode, encode_prompt, eos_token_ids
+
+from .conftest import check_invariants
+
+pytestmark = pytest.mark.engines
+
+PROBLEMS = ["What is 18 * 73?", "What is 64 + 98?", "What is 49 * 27?", "What is 50 - 56?"]
+
+
+@functools.lru_cache(maxsize=1)
+def vllm_model_dir() -> Path:
+    """The tiny TIR model with head size 32 (vLLM's CPU attention needs >= 32), built once per test process
+    (also used by the openai and eval engine tests)."""
+    from torl.models import build_tiny_model
+
+    out = Path(tempfile.mkdtemp(prefix="torl-vllm-tiny-"))
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
+    return build_tiny_model(out, seed=0, num_heads=2, train_steps=250)
+
+
+@pytest.fixture(scope="module")
+def backend():
+    b = VLLMBackend(vllm_model_dir(), dtype="float32")
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def hf_model():
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(vllm_model_dir(), dtype=torch.float32).eval()
+
+
+def prompt_ids(backend, problem: str) -> list[int]:
+    return encode_prompt(backend.tokenizer, build_prompt(problem))
+
+
+def generate(backend, requests):
+    async def go():
+        return await asyncio.gather(*(backend.agenerate(r) for r in requests))
+
+    return asyncio.run(go())
+
+
+def hf_logprobs(model, prompt: list[int], completion: list[int], temperature: float) -> list[float]:
+    """log p(token) under softmax(logits / T) from one transformers forward pass (T = 1 for greedy)."""
+    import torch
+
+    ids = torch.tensor([prompt + completion])
+    with torch.no_grad():
+        logits = model(ids).logits[0, len(prompt) - 1: -1].float()
+    lps = torch.log_softmax(logits / (temperature or 1.0), dim=-1)
+    return lps.gather(1, torch.tensor(completion)[:, None])[:, 0].tolist()
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7, 1.0])
+def test_token_ids_and_logprobs_match_transformers(backend, hf_model, temperature):
+    requests = [GenerationRequest(prompt_ids(backend, p), 40, (), temperature, seed=i)
+                for i, p in enumerate(PROBLEMS)]
+    for r, g in zip(requests, generate(backend, requests), strict=True):
+        assert g.token_ids and len(g.token_ids) == len(g.logprobs)
+        ref = hf_logprobs(hf_model, r.prompt_ids, g.token_ids, temperature)
+        assert max(abs(a - b) for a, b in zip(g.logprobs, ref, strict=True)) < 1e-4
+        if temperature == 0.0:  # greedy: every token is the forward pass's argmax
+            import torch
+
+            with torch.no_grad():
+                logits = hf_model(torch.tensor([r.prompt_ids + g.token_ids])).logits[0]
+            argmax = logits[len(r.prompt_ids) - 1: -1].argmax(-1).tolist()
+            assert g.token_ids == argmax
+
+
+def test_finish_reasons_eos_stop_length(backend):
+    tok = backend.tokenizer
+    ids = prompt_ids(backend, PROBLEMS[0])
+    eos, stop, length = generate(backend, [
+        GenerationRequest(ids, 200, (), 0.0),
+        GenerationRequest(ids, 200, ("```output",), 0.0),
+        GenerationRequest(ids, 3, ("```output",), 0.0),
+    ])
+    eos_ids = eos_token_ids(tok, [tok.convert_tokens_to_ids("<|im_end|>")])
+    assert eos.finish_reason == "eos" and eos.token_ids[-1] in eos_ids and eos.stop_text is None
+    assert "```output" in decode(tok, eos.token_ids)  # it wrote the marker, but nobody asked to stop there
+    assert stop.finish_reason == "stop" and stop.stop_text == "```output"
+    text = decode(tok, stop.token_ids)
+    assert text.endswith("```output") and text.count("```output") == 1  # kept, as model tokens
+    assert stop.token_ids == eos.token_ids[: len(stop.token_ids)]
+    assert length.finish_reason == "length" and len(length.token_ids) == 3
+
+
+def test_stop_that_ends_inside_a_token(backend):
+    """"```outp" ends inside the token "output": the whole token is returned, and the rollout engine inserts
+    the observation after the overshoot ("ut")."""
+    from torl.sandbox import LocalSandbox
+
+    tok = backend.tokenizer
+    (g,) = generate(backend, [GenerationRequest(prompt_ids(backend, PROBLEMS[1]), 200, ("```outp",), 0.0)])
+    assert g.finish_reason == "stop" and g.stop_text == "```outp"
+    assert decode(tok, g.token_ids).endswith("```output") and tok.decode(g.token_ids[-1:]) == "output"
+    cfg = RolloutConfig(max_tool_calls=1, max_response_tokens=160, temperature=0.0, stop="```outp")
+    with LocalSandbox(pool_size=1) as sandbox:
+        (res,) = run_rollouts([build_prompt(PROBLEMS[1])], backend=backend, sandbox=sandbox, config=cfg)
+    check_invariants(res, tok)
+    assert res.num_executions == 1 and res.tool_calls[0].result.ok
+    out = res.tool_calls[0].result.stdout.strip()
+    assert f"```output\n{out}\n```\n" in res.text and "```outputut" not in res.text
+
+
+def test_per_request_seed_decides_the_tokens_whatever_the_batch(backend):
+    """Same seed → same tokens alone, among other requests, and in the blocking mode; another seed differs."""
+    ids = prompt_ids(backend, PROBLEMS[2])
+    target = GenerationRequest(ids, 30, (), 1.0, seed=1234)
+    (alone,) = generate(backend, [target])
+    others = [GenerationRequest(prompt_ids(backend, p), 20 + 5 * i, (), 1.0, seed=i) for i, p in enumerate(PROBLEMS)]
+    crowded = generate(backend, [*others[:2], target, *others[2:]])[2]
+    blocking = VLLMBackend(backend.llm, tokenizer=backend.tokenizer, continuous=False)
+    batched = generate(blocking, [*others, target])[-1]
+    assert blocking.stats.batches == 1
+    (other_seed,) = generate(backend, [GenerationRequest(ids, 30, (), 1.0, seed=4321)])
+    assert alone.token_ids == crowded.token_ids == batched.token_ids
+    assert other_seed.token_ids != alone.token_ids
+    assert max(abs(a - b) for a, b in zip(alone.logprobs, crowded.logprobs, strict=True)) < 1e-5
+
+
+@pytest.mark.parametrize("c", [0, 1, 2, 3])
+def test_rollouts_with_a_real_sandbox(backend, c):
+    from torl.sandbox import LocalSandbox
+
+    cfg = RolloutConfig(max_tool_calls=c, max_response_tokens=160, temperature=1.0)
+    prompts = [build_prompt(p) for p in PROBLEMS for _ in range(2)]
+    before = backend.engine_stats.joined
+    with LocalSandbox(pool_size=2) as sandbox:
+        results = run_rollouts(prompts, backend=backend, sandbox=sandbox if c else None, config=cfg,
+                               seeds=list(range(len(prompts))))
+    for r in results:
+        check_invariants(r, backend.tokenizer)
+        assert r.num_executions <= c
+        assert r.num_rounds <= c + 1
+        assert all(m == 1 for m in r.mask) or c > 0
+    executions = sum(r.num_executions for r in results)
+    if c == 0:
+        assert executions == 0
+    else:
+        assert executions >= len(prompts) // 2
+        assert any(tc.result.ok and tc.result.stdout.strip() for r in results for tc in r.tool_calls)
+        # continuous batching: samples back from their tool call joined a batch that was still running
+        assert backend.engine_stats.joined > before
+
+
+def test_cancelled_sample_is_aborted_in_the_engine(backend):
+    async def go():
+        long = GenerationRequest(prompt_ids(backend, PROBLEMS[0]), 1000, (), 2.0, seed=1)
+        steps = backend.engine_stats.steps
+        task = asyncio.create_task(backend.agenerate(long))
+        while backend.engine_stats.steps < steps + 3:
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        short = GenerationRequest(prompt_ids(backend, PROBLEMS[0]), 5, (), 0.0)
+        return await backend.agenerate(short)
+
+    assert len(asyncio.run(go()).token_ids) == 5
+    assert not backend.engine.has_unfinished_requests()
+
+
+def test_a_bad_request_fails_alone(backend):
+    async def go():
+        good = GenerationRequest(prompt_ids(backend, PROBLEMS[0]), 8, (), 0.0)
+        too_long = GenerationRequest([5] * 3000, 8)
+        return await asyncio.gather(backend.agenerate(good), backend.agenerate(too_long), return_exceptions=True)
+
+    good, bad = asyncio.run(go())
+    assert len(good.token_ids) == 8
+    assert isinstance(bad, Exception) and "maximum context length is 2048" in str(bad)
+
+
+def test_engine_thread_makes_the_rank_device_current(backend, monkeypatch):
+    """The current CUDA device is per thread: the engine thread sets the rank's (GPU mocked: CPU machine)."""
+    import torch
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.append((d, threading.current_thread().name)))
+    b = VLLMBackend(backend.llm, tokenizer=backend.tokenizer, device=3)
+    try:
+        generate(b, [GenerationRequest(prompt_ids(backend, PROBLEMS[0]), 4, (), 0.0)])
+    finally:
+        b.close()
+    assert calls == [(3, "torl-vllm-engine")]
+    blocking = VLLMBackend(backend.llm, tokenizer=backend.tokenizer, device=5, continuous=False)
+    generate(blocking, [GenerationRequest(prompt_ids(backend, PROBLEMS[0]), 4, (), 0.0)])
+    assert calls[-1][0] == 5 and calls[-1][1] != threading.current_thread().name
+
+
+def test_closed_backend_refuses_and_keeps_a_given_llm(backend):
+    b = VLLMBackend(backend.llm, tokenizer=backend.tokenizer)
+    generate(b, [GenerationRequest(prompt_ids(backend, PROBLEMS[0]), 3, (), 0.0)])
+    b.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        generate(b, [GenerationRequest(prompt_ids(backend, PROBLEMS[0]), 3, (), 0.0)])
+    (g,) = generate(backend, [GenerationRequest(prompt_ids(backend, PROBLEMS[0]), 3, (), 0.0)])
+    assert len(g.token_ids) == 3 and not math.isnan(g.logprobs[0])
