@@ -143,3 +143,15 @@ def test_eval_benchmarks_one_per_data_source(reference_file):
         resolve_benchmarks([f"{reference_file}:amc23"])
     with pytest.raises(UserInputError, match="'aime24' given twice"):
         resolve_benchmarks(["aime24", str(reference_file)])
+
+
+def test_data_build_counts_prompt_tokens_with_qwen25():
+    from torl.data.build import prompt_lengths
+    from torl.data.verl import base_prompt
+    from torl.models import qwen25_tokenizer
+
+    qwen = qwen25_tokenizer()
+    problems = [p for _, p, _ in ITEMS]
+    assert prompt_lengths(problems, "qwen2.5") == [len(qwen.encode(base_prompt(p), add_special_tokens=False))
+                                                   for p in problems]
+    assert prompt_lengths(problems, None) == [len(base_prompt(p)) for p in problems]

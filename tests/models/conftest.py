@@ -16,3 +16,17 @@ def qwen25(qwen25_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(qwen25_dir)
+
+
+@pytest.fixture(scope="session")
+def qwen25_fast(qwen25_dir):
+    """As `torl.models.qwen25_tokenizer()` returns it: a PreTrainedTokenizerFast over tokenizer.json as written
+    (transformers' Qwen2Tokenizer, above, rebuilds its pipeline from the vocabulary and merges)."""
+    from torl.models.qwen25 import qwen25_tokenizer
+
+    return qwen25_tokenizer(qwen25_dir)
+
+
+@pytest.fixture(params=["auto", "fast"])
+def any_qwen25(request):
+    return request.getfixturevalue("qwen25" if request.param == "auto" else "qwen25_fast")
