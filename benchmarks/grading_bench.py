@@ -17,8 +17,9 @@ Measured on `--cores` CPUs (the process and its workers are pinned):
   torl cached      the same pairs again (memo cache)
   torl latency     `Grader.compare` one pair at a time on a fresh grader (p50 / p99 / max), cold
 Agreement: with the hand-checked table tests/reward/data/equivalence_cases.tsv (both directions where marked)
-and with the construction labels of the generated pairs; also for the reference's full check (exact match,
-Minerva normalisation, then the reversed math-verify call).
+and with the construction labels of the generated pairs; also for the reference's full check (reward.mode
+"reference", TORL-SPEC §4: lower-case match, Minerva normalisation without the "=" split, math-verify with the
+prediction first, Hendrycks is_equiv on exceptions).
 Targets: >= 500 pairs/s cold, >= 50,000 pairs/s cached, p99 bounded by the timeout, agreement above math-verify's.
 """
 

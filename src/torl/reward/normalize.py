@@ -245,12 +245,12 @@ def normalize_answer(answer: str) -> NormalizedAnswer:
     s = re.sub(r"^(?:\\approx|\\sim|≈)\s*", "", s.strip())
     s = s.strip().rstrip(".").rstrip()
     was_text = _strip_wrapper(s, "\\text") != s
+    percent = bool(_PERCENT.search(s))  # before units: `28 \\text{ percent}` is not a unit
+    if percent:
+        s = _PERCENT.sub("", s).strip()
     s = _strip_trailing_text_unit(s)
     s = _unwrap_text(s)
     s = _DEGREES.sub("", s)
-    percent = bool(_PERCENT.search(s))
-    if percent:
-        s = _PERCENT.sub("", s)
     s = _WS.sub(" ", s).strip()
     for _ in range(2):
         s = _TRAILING_UNIT.sub("", s).strip()

@@ -226,7 +226,7 @@ def symbolic_equal(
     pred: NormalizedAnswer, gold: NormalizedAnswer, rel_tol: float = DEFAULT_REL_TOL
 ) -> tuple[bool, str]:
     """(equal, method) for two normalised answers the exact path could not decide."""
-    if "=" in pred.text or "=" in gold.text:
+    if "=" in pred.text or "=" in gold.text or pred.assigned not in ("", gold.assigned):
         ep, eg = _equation_sides(pred), _equation_sides(gold)
         if ep is not None and eg is not None:
             same = equations_equal(ep, eg)
