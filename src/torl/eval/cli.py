@@ -137,6 +137,13 @@ def register(subparsers) -> None:
     g.add_argument(
         "--batch-size", type=int, default=128, help="prompts per generation batch (default: %(default)s)"
     )
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="sampling seed: sample i of a problem is drawn from its own seed derived from (seed, benchmark, "
+        "problem id, i), so a rerun or a resumed run gives the same samples (default: %(default)s)",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_eval_command)
 
@@ -257,6 +264,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         limit=args.limit,
         columns=parse_columns(args.columns),
+        seed=args.seed,
     )
     # bad names, files and settings fail here, before the model loads
     resolve_benchmarks(cfg.benchmarks, cfg.columns)

@@ -4,6 +4,8 @@ benchmark problems -> prompts (torl.rollout.build_prompt, the training template)
 (the same tool loop, sandbox and observation style) -> torl.reward.extract_answer + grade_many -> one JSONL
 record per sample, appended as it is finished. A rerun with the same output directory skips finished
 (problem id, sample index) keys, so an interrupted evaluation resumes where it stopped and never duplicates.
+Sample i of a problem is drawn with its own seed, derive_seed(seed, benchmark, problem id, i): the same seed
+gives the same samples whatever the batching, the --limit, or where an interrupted run resumed.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ GENERATION_KEYS = (
     "observation_style",
     "exec_timeout",
 )
+# ... and, when sampling (temperature > 0), the seed
+SAMPLING_KEYS = ("seed",)
 
 
 @dataclass
@@ -52,7 +56,8 @@ class EvalConfig:
     max_tool_calls forced to 0). template: a torl.rollout template name; None picks the mode's default.
     n: samples per problem (temperature > 0 for n > 1: avg@n, pass@k, maj@n). limit: first `limit` problems of
     each benchmark (smoke tests). batch_size: prompts per run_rollouts call; each batch is written when done.
-    columns: field -> column mapping for benchmarks given as files.
+    columns: field -> column mapping for benchmarks given as files. seed: the run's seed; each sample gets its
+    own (`sample_seed`), so sampled runs are reproducible (None: the backend's shared random state).
     """
 
     benchmarks: list[str] = field(default_factory=lambda: list(PAPER_BENCHMARKS))
@@ -69,6 +74,7 @@ class EvalConfig:
     batch_size: int = 128
     limit: int | None = None
     columns: dict[str, str] | None = None
+    seed: int | None = 0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -87,6 +93,13 @@ class EvalConfig:
             raise UserInputError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.limit is not None and self.limit < 1:
             raise UserInputError(f"--limit must be at least 1, got {self.limit}")
+
+
+def sample_seed(seed: int | None, benchmark: str, problem_id: str, index: int) -> int | None:
+    """The seed of sample `index` of a problem: a function of who the sample is, never of when it was drawn."""
+    from torl.rollout.seeds import derive_seed
+
+    return None if seed is None else derive_seed(seed, benchmark, problem_id, index)
 
 
 def rollout_config(cfg: EvalConfig):
@@ -139,7 +152,8 @@ def run_record(cfg: EvalConfig, run_info: Mapping | None = None) -> dict:
 
 
 def check_resumable(out_dir: str | Path, run: Mapping) -> None:
-    """An output directory may be reused only with the same generation settings (GENERATION_KEYS)."""
+    """An output directory may be reused only with the same generation settings (GENERATION_KEYS; SAMPLING_KEYS
+    too when sampling)."""
     path = Path(out_dir) / RUN_JSON
     if not path.exists():
         return
@@ -147,7 +161,8 @@ def check_resumable(out_dir: str | Path, run: Mapping) -> None:
         old = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise UserInputError(f"{path}: invalid JSON ({e.msg}); remove it or use a new --out") from None
-    diff = [k for k in GENERATION_KEYS if old.get(k) != run.get(k)]
+    keys = GENERATION_KEYS + (SAMPLING_KEYS if (run.get("temperature") or 0) > 0 else ())
+    diff = [k for k in keys if old.get(k) != run.get(k)]
     if diff:
         detail = ", ".join(f"{k}: {old.get(k)!r} -> {run.get(k)!r}" for k in diff)
         raise UserInputError(
@@ -245,12 +260,16 @@ def evaluate(
                 for start in range(0, len(todo), cfg.batch_size):
                     batch = todo[start : start + cfg.batch_size]
                     prompts = [build_prompt(p.problem, cfg.template, tokenizer) for p, _ in batch]
+                    seeds = None
+                    if cfg.seed is not None:
+                        seeds = [sample_seed(cfg.seed, bench, p.id, i) for p, i in batch]
                     results = run_rollouts(
                         prompts,
                         backend=backend,
                         sandbox=sandbox,
                         config=rcfg,
                         progress=lambda i, r: bar.update(1),
+                        seeds=seeds,
                     )
                     preds = [extract_answer(r.text) for r in results]
                     grades = grade_many(preds, [p.answer for p, _ in batch])
