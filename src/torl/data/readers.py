@@ -1,4 +1,6 @@
-"""Readers for raw problem sources: NuminaMath, MATH, DeepScaleR and generic files with a column mapping.
+"""Readers for raw problem sources: NuminaMath, MATH, DeepScaleR, generic files with a column mapping, and veRL /
+reference parquet files (format `verl`: chat-list `prompt`, `reward_model.ground_truth`, TORL-SPEC §2; the user
+message is the problem, torl's instruction line removed; source = `LABEL/data_source`).
 
 A source is `FORMAT[:LABEL]=PATH` (see `parse_source_arg`). PATH is a .jsonl, .json (an array, one object, or
 JSON lines) or .parquet file, a local Hugging Face `datasets` directory (`save_to_disk` output), or a directory
