@@ -69,3 +69,13 @@ def test_cli_flags(capsys, tmp_path):
         with pytest.raises(SystemExit) as e:
             main([*cmd, "--tool-call-budget", "calls"])
         assert e.value.code == 2 and "invalid choice: 'calls'" in capsys.readouterr().err
+
+
+def test_tokenizer_name_qwen25(tmp_path):
+    from torl.eval.cli import check_tokenizer
+    from torl.models.qwen25 import build_qwen25_tokenizer_dir
+
+    path = check_tokenizer("openai", "served-name", "qwen2.5")
+    assert path == str(build_qwen25_tokenizer_dir().resolve())
+    with pytest.raises(UserInputError, match="does not exist"):
+        check_tokenizer("openai", "served-name", str(tmp_path / "nope"))
