@@ -140,10 +140,17 @@ class TrainingRun:
 # ------------------------------------------------------------------------------------------------ building blocks
 
 
-def world_size() -> int:
+def distributed_state():
+    """accelerate's PartialState of this launch. Without CUDA it is created with cpu=True: under torchrun /
+    `accelerate launch` the processes then form one gloo group (accelerate's default would leave every process
+    alone, each training the whole batch as rank 0 of 1)."""
     from accelerate import PartialState
 
-    return PartialState().num_processes
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def world_size() -> int:
+    return distributed_state().num_processes
 
 
 def gradient_accumulation_steps(cfg: TorlTrainConfig, processes: int) -> int:
@@ -239,6 +246,10 @@ def build_grpo_config(cfg: TorlTrainConfig, processes: int | None = None) -> GRP
         # then runs without a KV cache, and saved checkpoints carry use_cache=false. torl's backend always asks for
         # the cache and TRL's loss forward always turns it off, so True costs nothing in training.
         kwargs["use_cache"] = True
+    if not torch.cuda.is_available():
+        # transformers resets accelerate's state when it sets up devices; only use_cpu makes a torchrun launch on
+        # CPU-only machines one gloo group (else every process trains alone as rank 0 of 1)
+        kwargs["use_cpu"] = True
     kwargs.update(cfg.trl)
     try:
         return GRPOConfig(**kwargs)
@@ -316,14 +327,13 @@ def resolve_model_path(cfg: TorlTrainConfig) -> str:
     """model.path, with `tiny://` built (once per set of arguments, by the main process) into the tiny cache."""
     if cfg.model.path != TINY_MODEL:
         return cfg.model.path
-    from accelerate import PartialState
 
     from torl.models.tiny import build_tiny_model
 
     key = hashlib.sha256(json.dumps(cfg.model.tiny, sort_keys=True).encode()).hexdigest()[:12]
     root = Path(cfg.model.tiny_cache or Path.home() / ".cache" / "torl" / "tiny_model").expanduser()
     out = root / key
-    with PartialState().main_process_first():
+    with distributed_state().main_process_first():
         if not (out / "config.json").is_file():
             log.info("building the tiny model %s into %s", cfg.model.tiny or "(defaults)", out)
             tmp = root / f".{key}.building"
@@ -375,9 +385,7 @@ def build_trainer(cfg: TorlTrainConfig, *, resume: bool = False, backend_factory
     backend_factory: `trainer -> context manager yielding a torl Backend` (default: vLLM if enabled, else HF
     generate on the live model). sandbox: a Sandbox to use (default: from engine.sandbox; closed by `close()`).
     """
-    from accelerate import PartialState
-
-    state = PartialState()
+    state = distributed_state()
     grpo_args = build_grpo_config(cfg, state.num_processes)  # checks the batch arithmetic before writing anything
     check_generation_sharding(grpo_args.use_vllm)
     run_state = prepare_run_dir(cfg, resume=resume, is_main=state.is_main_process)
@@ -448,7 +456,8 @@ def _assemble(cfg: TorlTrainConfig, grpo_args: GRPOConfig, sandbox, backend_fact
             processing_class=tokenizer,
             rollout_func=rollout_func,
             callbacks=[step_cb, *callbacks],
-            engine_dtype="float32" if cfg.train.precision == "fp32" else None,
+            engine_dtype=("float32" if grpo_args.use_vllm and grpo_args.vllm_mode == "colocate"
+                          and cfg.train.precision == "fp32" else None),
         )
     trainer.remove_callback(PrinterCallback)  # our callback shows the progress
     step_cb.bind(trainer)
