@@ -101,9 +101,14 @@ def run_train(args) -> int:
               f"per step, micro-batch {cfg.grpo.micro_batch_size}, gradient accumulation "
               f"{gradient_accumulation_steps(cfg, n)}")
         return 0
+    from torl.train.rundir import RunComplete
     from torl.train.trainer import train
 
-    train(cfg, resume=args.resume)
+    try:
+        train(cfg, resume=args.resume)
+    except RunComplete as done:
+        print(f"torl train: {done}", file=sys.stderr)
+        return 0
     print(f"run written to {cfg.run_dir}", file=sys.stderr)
     return 0
 

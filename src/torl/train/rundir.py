@@ -36,6 +36,11 @@ LOG_FILE = "train.log"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
+class RunComplete(Exception):  # noqa: N818 - not an error: the run is done
+    """`--resume` on a run whose last checkpoint already reached train.max_steps: there is nothing to train.
+    Raised before anything is written; `torl train` prints it and exits 0."""
+
+
 @dataclass
 class RunDirState:
     """resume_from: the checkpoint to continue from (None: a fresh start). step: its step (0 when fresh)."""
@@ -76,7 +81,8 @@ def has_progress(run_dir: str | Path) -> bool:
 
 def prepare_run_dir(cfg: TorlTrainConfig, *, resume: bool, is_main: bool = True) -> RunDirState:
     """Check the directory against the request (fresh start or resume), clean what a resume redoes, write the
-    resolved config. Raises UserInputError when a fresh run would overwrite one, or a resume changes the math."""
+    resolved config. Raises UserInputError when a fresh run would overwrite one, or a resume changes the math;
+    RunComplete (having written nothing) when a resumed run has already reached train.max_steps."""
     root = Path(cfg.run_dir)
     old = saved_config(root)
     if not resume and has_progress(root):
@@ -91,6 +97,10 @@ def prepare_run_dir(cfg: TorlTrainConfig, *, resume: bool, is_main: bool = True)
         found = last_checkpoint(root)
         if found is None:
             log.warning("--resume: no complete checkpoint in %s; starting from step 0", root)
+        elif found[0] >= cfg.train.max_steps:
+            raise RunComplete(f"{root} is complete: {found[1].name} reached train.max_steps={cfg.train.max_steps}; "
+                              f"nothing to do (to train further, resume with a larger train.max_steps, e.g. "
+                              f"train.max_steps={found[0] + cfg.train.max_steps})")
         else:
             state = RunDirState(str(found[1]), found[0])
     if is_main:
@@ -142,3 +152,13 @@ def _remove_val_after(root: Path, step: int) -> int:
             p.unlink()
             n += 1
     return n
+
+
+def tied_missing_keys(model, missing: list[str]) -> list[str]:
+    """The keys in `missing` (from loading a checkpoint into `model`) that are the very tensor of a loaded parameter:
+    with tied embeddings, save_pretrained stores the shared weight once, so lm_head.weight is "missing" while it was
+    loaded as embed_tokens.weight. Those are harmless; the others are not."""
+    params = dict(model.named_parameters(remove_duplicate=False))
+    missing_set = set(missing)
+    loaded = {id(p) for name, p in params.items() if name not in missing_set}
+    return [k for k in missing if k in params and id(params[k]) in loaded]

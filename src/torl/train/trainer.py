@@ -34,7 +34,13 @@ from torl.train.engine_gap import EngineGapMeter
 from torl.train.recorder import StepRecorder
 from torl.train.rewards import TIRReward
 from torl.train.rollout_func import TIRRolloutFunction, default_backend_factory
-from torl.train.rundir import attach_log_file, detach_log_file, prepare_run_dir, record_start
+from torl.train.rundir import (
+    attach_log_file,
+    detach_log_file,
+    prepare_run_dir,
+    record_start,
+    tied_missing_keys,
+)
 from torl.train.validation import Validator, validation_rollout_config
 from torl.train.vllm_sync import colocated_engine_dtype, install_cpu_weight_sync
 
@@ -110,6 +116,13 @@ class TorlGRPOTrainer(GRPOTrainer):
             logs = {**logs, **self.torl_logs}
             self.torl_logs.clear()
         super().log(logs, start_time)
+
+    def _issue_warnings_after_load(self, load_result) -> None:
+        """A resumed checkpoint lacks lm_head.weight when the embeddings are tied (saved once, as
+        embed_tokens.weight): not missing, so not warned about; any other missing key still is."""
+        tied = tied_missing_keys(self.model, load_result.missing_keys)
+        super()._issue_warnings_after_load(
+            load_result._replace(missing_keys=[k for k in load_result.missing_keys if k not in tied]))
 
 
 @dataclass
