@@ -8,6 +8,10 @@ import asyncio
 import base64
 import os
 import re
+import signal
+import socket
+import subprocess
+import sys
 import time
 import uuid
 
@@ -143,15 +147,35 @@ def test_message_is_empty_unless_sandbox_error_and_the_reason_is_a_header(http, 
         assert client.run("while True: pass", timeout=0.5).reason == "wall-clock timeout after 0.5 s"
 
 
-# ---- 6. memory_limit_MB -1: the server's limit, configurable ---------------------------------------------------------
-def test_memory_limit_minus_one_is_the_servers_configurable_limit():
-    code = "x = bytearray(300 * 1024 * 1024)\nprint('allocated')"
-    with (LocalSandbox(pool_size=1, preload=(), memory_mb=200) as small, ServerThread(create_app(small)) as srv,
-          httpx.Client(base_url=srv.url, timeout=60, trust_env=False) as http):
-        capped = post(http, code=code, memory_limit_MB=-1).json()
-        assert capped["status"] == "Failed" and "MemoryError" in capped["run_result"]["stderr"]
-        asked = post(http, code=code, memory_limit_MB=1024).json()  # a positive limit is the request's own
-        assert asked["status"] == "Success" and asked["run_result"]["stdout"] == "allocated\n"
+# ---- 6. memory_limit_MB -1: the server's limit, configurable; the real `torl sandbox serve` -------------------------
+def test_torl_sandbox_serve_memory_limit_flag_and_startup_notice():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cmd = [sys.executable, "-m", "torl.cli", "sandbox", "serve", "--port", str(port), "--pool-size", "1",
+           "--memory-limit-mb", "200"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/v1/ping", timeout=1, trust_env=False).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "torl sandbox serve did not start"
+            time.sleep(0.2)
+        code = "x = bytearray(300 * 1024 * 1024)\nprint('allocated')"
+        with httpx.Client(base_url=url, timeout=60, trust_env=False) as http:
+            capped = post(http, code=code, memory_limit_MB=-1).json()
+            assert capped["status"] == "Failed" and "MemoryError" in capped["run_result"]["stderr"]
+            asked = post(http, code=code, memory_limit_MB=1024).json()  # a positive limit is the request's own
+            assert asked["status"] == "Success" and asked["run_result"]["stdout"] == "allocated\n"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        log, _ = proc.communicate(timeout=30)
+    assert "language 'python' only" in log and "200 MB (--memory-limit-mb)" in log, log
 
 
 # ---- 7. other languages: answered as Sandbox Fusion without that toolchain ------------------------------------------
