@@ -148,3 +148,11 @@ def test_cpu_sync_repacks_a_tied_output_layer(vllm_tiny_model):
     assert repack_cpu_kernels(engine_model(llm)) >= 1
     llm.reset_prefix_cache()
     assert gap() < 1e-5
+
+
+def test_ddp_two_cpu_processes_with_colocated_vllm(vllm_tiny_model, tmp_path):
+    """Two processes, one colocated engine each (TRL's external launcher over the gloo group), weights synced."""
+    from tests.train.ddp import check_ddp_run, launch_ddp_training
+
+    rows = launch_ddp_training(sys.executable, vllm_tiny_model, tmp_path / "run", "engine.vllm=true", *MOVING)
+    check_ddp_run(tmp_path / "run", rows)
