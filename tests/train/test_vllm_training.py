@@ -86,7 +86,8 @@ def test_cli_trains_with_colocated_vllm(synced_run, vllm_tiny_model):
 
 def test_engine_logprob_gap_with_and_without_weight_sync(synced_run, vllm_tiny_model, train_file, tmp_path):
     """Synced: the engine samples from exactly the trained weights (fp32: gap < 1e-3 every step). Sync skipped:
-    the engine keeps the initial weights and the gap grows at least 10x."""
+    the engine keeps the initial weights and the gap grows at least 10x. (That run also turns TRL's
+    importance-sampling correction on: its statistics are logged, and its own mean |difference| agrees.)"""
     from torl.train import load_config
     from torl.train.trainer import build_trainer
 
@@ -96,7 +97,8 @@ def test_engine_logprob_gap_with_and_without_weight_sync(synced_run, vllm_tiny_m
     cfg = load_config(TINY_CPU, ["engine.vllm=true", f"model.path={vllm_tiny_model}",
                                  f"data.train_files=[{train_file}]", f"run_dir={tmp_path / 'nosync'}",
                                  "train.max_steps=3", "validation.every=0", "validation.at_start=false",
-                                 "train.save_final_model=false", *SMALL, *MOVING])
+                                 "train.save_final_model=false", "engine.vllm_importance_sampling_correction=true",
+                                 "engine.vllm_importance_sampling_mode=token_truncate", *SMALL, *MOVING])
     run = build_trainer(cfg)
     try:
         run.trainer.vllm_generation.sync_weights = lambda: None  # deliberately skip the weight sync
@@ -107,6 +109,11 @@ def test_engine_logprob_gap_with_and_without_weight_sync(synced_run, vllm_tiny_m
     assert len(stale) == 3
     print(f"engine_logprob_gap synced={synced} unsynced={stale}")
     assert stale[-1] >= 10 * max(synced), (synced, stale)
+    rows = [json.loads(line) for line in (tmp_path / "nosync" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "train/engine_logprob_gap" in r]
+    assert all("sampling/importance_sampling_ratio/mean" in r for r in steps)
+    trl_gap = [r["sampling/sampling_logp_difference/mean"] for r in steps]
+    assert trl_gap == pytest.approx(stale, rel=1e-3, abs=1e-6), (trl_gap, stale)
 
 
 def test_cpu_sync_repacks_a_tied_output_layer(vllm_tiny_model):

@@ -90,7 +90,9 @@ def vllm_backend(trainer, *, max_batch_size: int = 1024, server_url: str | None 
         if gen.tensor_parallel_size != 1:
             raise NotImplementedError("torl's rollout needs vllm_tensor_parallel_size=1 in colocate mode "
                                       "(each process rolls out its own prompts); use server mode for TP > 1")
-        backend = make_backend("vllm", gen.llm, tokenizer=trainer.processing_class, max_batch_size=max_batch_size)
+        # continuous batching (the backend's default); its engine thread makes the rank's GPU current
+        backend = make_backend("vllm", gen.llm, tokenizer=trainer.processing_class, max_batch_size=max_batch_size,
+                               device=trainer.accelerator.device)
     else:
         url = server_url or gen.server_base_url or f"http://{gen.server_host}:{gen.server_port}"
         backend = make_backend("openai", served_model_name(url), base_url=url, tokenizer=trainer.processing_class)
