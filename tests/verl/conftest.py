@@ -43,8 +43,8 @@ def compose(overrides: list[str]):
         return hydra_compose(config_name="ppo_trainer", overrides=overrides)
 
 
-def small_overrides(model_dir: Path, data_file: Path, **torl) -> list[str]:
-    """The 1.5B recipe's veRL command, shrunk to the tiny model and a CPU-sized batch."""
+def small_overrides(model_dir: Path, data_file: Path, verl: tuple[str, ...] = (), **torl) -> list[str]:
+    """The 1.5B recipe's veRL command, shrunk to the tiny model and a CPU-sized batch (then `verl` overrides)."""
     from torl.verl.recipe import load_recipe
 
     extra = [f"torl.{k}={v}" for k, v in torl.items()]
@@ -52,7 +52,7 @@ def small_overrides(model_dir: Path, data_file: Path, **torl) -> list[str]:
         f"actor_rollout_ref.model.path={model_dir}", f"data.train_files={data_file}", f"data.val_files={data_file}",
         "data.max_prompt_length=128", "data.max_response_length=96", "data.train_batch_size=2",
         "actor_rollout_ref.rollout.n=2", "actor_rollout_ref.actor.ppo_mini_batch_size=2", "torl.sandbox=local",
-        "torl.sandbox_pool_size=2", *extra,
+        "torl.sandbox_pool_size=2", *extra, *verl,
     ])
     return recipe.overrides()
 

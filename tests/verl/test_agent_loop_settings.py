@@ -32,6 +32,17 @@ def test_seeds_from_session_id_and_no_tool(tiny_model, verl_parquet):
     assert all(len(calls) == 0 for calls in out.non_tensor_batch["tool_calls"])
 
 
+def test_prompt_over_the_limit_is_a_clear_error(tiny_model, verl_parquet):
+    from transformers import AutoTokenizer
+
+    config = compose(small_overrides(tiny_model, verl_parquet, verl=("data.max_prompt_length=20",)))
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
+    batch = _gen_batch(config, tokenizer, verl_parquet)
+    with pytest.raises(ValueError, match=r"index 0: the prompt is \d+ tokens, over actor_rollout_ref.rollout."
+                                         r"prompt_length=20"):
+        _run(config, tiny_model, batch)
+
+
 def test_one_sandbox_per_process():
     from torl.sandbox import SandboxFusionClient
     from torl.verl.agent_loop import close_process_sandboxes, process_sandbox
