@@ -1,5 +1,6 @@
 """Resume: a run killed (SIGKILL) right after a checkpoint continues exactly: step counter, data order across an
-epoch boundary, optimizer state and weights match a run that was never interrupted."""
+epoch boundary, optimizer state, weights, the sampled responses and the metrics match a run that was never
+interrupted."""
 
 from __future__ import annotations
 
@@ -14,22 +15,32 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import REPO, arithmetic_problems, make_config, replay_factory
+from .conftest import REPO, arithmetic_problems, make_config
+from .resume_worker import sampled_opening_factory
 
 # 4 problems, 2 per step: steps 1-2 are epoch 0, step 3 opens epoch 1 (a fresh shuffle)
-OVERRIDES = ["train.max_steps=3", "train.save_every=1", "optim.lr=1e-3", "seed=1"]
+OVERRIDES = ["train.max_steps=3", "train.save_every=1", "optim.lr=1e-3", "seed=1", "rollout.temperature=1.0"]
+TIMING = ("time/", "throughput/", "step_time", "train/engine_logprob_gap")
+
+
+def step_records(run_dir: Path, step: int) -> list[dict]:
+    return [json.loads(x) for x in (run_dir / "samples" / f"step_{step:06d}.jsonl").read_text().splitlines()]
 
 
 def step_ids(run_dir: Path, step: int) -> list[str]:
-    lines = (run_dir / "samples" / f"step_{step:06d}.jsonl").read_text().splitlines()
-    return [json.loads(x)["problem_id"] for x in lines]
+    return [r["problem_id"] for r in step_records(run_dir, step)]
+
+
+def step_metrics(run_dir: Path) -> list[dict]:
+    records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if not k.startswith(TIMING)} for r in records if "train/accuracy" in r]
 
 
 def train_in_process(run_dir, model, data, tokenizer, sandbox, *, resume=False):
     from torl.train.trainer import build_trainer
 
     run = build_trainer(make_config(run_dir, model, data, *OVERRIDES), resume=resume,
-                        backend_factory=replay_factory(tokenizer), sandbox=sandbox)
+                        backend_factory=sampled_opening_factory(tokenizer), sandbox=sandbox)
     try:
         run.trainer.train(resume_from_checkpoint=run.resume_from)
     finally:
@@ -87,6 +98,13 @@ def test_killed_run_resumes_exactly(tmp_path, tiny_model, tiny_tokenizer, local_
     assert steps == [1, 2, 3]
     # data order: the same prompts in the same order as the uninterrupted run, step by step
     assert [step_ids(killed_dir, s) for s in (1, 2, 3)] == ref_steps
+    # the same samples: each response opens with what the policy sampled (its weights, the sample's seed)
+    for s in (1, 2, 3):
+        assert step_records(killed_dir, s) == step_records(ref_dir, s), f"step {s}"
+    openings = [r["response"].split("I will compute it.")[0] for s in (1, 2, 3) for r in step_records(ref_dir, s)]
+    assert len(set(openings)) > len(openings) // 2  # openings differ: they are sampled
+    assert step_metrics(killed_dir) == step_metrics(ref_dir)
+    assert "missing keys" not in (killed_dir / "train.log").read_text()
     # optimizer state and weights after step 3 equal the uninterrupted run's
     opt_a = torch.load(killed_dir / "checkpoint-3" / "optimizer.pt", weights_only=False)["state"]
     opt_b = torch.load(ref_dir / "checkpoint-3" / "optimizer.pt", weights_only=False)["state"]
