@@ -93,14 +93,19 @@ def test_overrides_reach_their_sections_and_values_survive_hydra():
     from torl.verl.recipe import load_recipe
 
     recipe = load_recipe(RECIPE_1_5B, [
-        "torl.max_tool_calls=2", "torl.stop=```output", "reward_kwargs.mode=reference", "trainer.nnodes=2",
+        "torl.max_tool_calls=2", "torl.stop=```output", "torl.tool_call_budget=rounds", "reward_kwargs.mode=reference", "trainer.nnodes=2",
         "trainer.experiment_name=a b,c"])
     config = compose(recipe.overrides())
     assert config.torl.max_tool_calls == 2 and config.torl.stop == "```output"
+    assert config.torl.tool_call_budget == "rounds"
     assert config.reward.custom_reward_function.reward_kwargs.mode == "reference"
     assert config.trainer.nnodes == 2 and config.trainer.experiment_name == "a b,c"
     with pytest.raises(UserInputError, match="torl.max_tool_call"):
         load_recipe(RECIPE_1_5B, ["torl.max_tool_call=2"])
+    with pytest.raises(UserInputError, match="torl.temperature is veRL's actor_rollout_ref.rollout.temperature"):
+        load_recipe(RECIPE_1_5B, ["torl.temperature=0.5"])
+    with pytest.raises(UserInputError, match="tool_call_budget"):
+        load_recipe(RECIPE_1_5B, ["torl.tool_call_budget=calls"])
     with pytest.raises(UserInputError, match="reward_kwargs"):
         load_recipe(RECIPE_1_5B, ["reward_kwargs.penalty=true"])
     with pytest.raises(UserInputError, match="set by torl"):

@@ -1,56 +1,57 @@
 """The `torl` section of a veRL config: how the torl_tir agent loop runs (added as `+torl.<key>=<value>`).
 
-veRL's own keys decide sampling (temperature, top_p), lengths (rollout.prompt_length / response_length) and the
-number of samples; these keys decide the tool loop. Unknown keys are an error, so a typo cannot go unnoticed.
+veRL's own keys decide sampling (rollout.temperature / top_p, val_kwargs for validation) and the response length
+(data.max_response_length); the `torl` keys decide the tool loop: the agent loop's own keys below, and every other
+field of `torl.rollout.RolloutConfig` (max_tool_calls, tool_call_budget, observation_style, exec_timeout, ...).
+Unknown keys are an error, so a typo cannot go unnoticed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from torl.rollout.config import RolloutConfig
 
+# RolloutConfig fields that veRL's own config decides, per sample
+VERL_DECIDES = {"max_response_tokens": "data.max_response_length", "temperature": "actor_rollout_ref.rollout."
+                "temperature (val_kwargs.temperature in validation)", "top_p": "actor_rollout_ref.rollout.top_p"}
+LOOP_KEYS = frozenset(f.name for f in fields(RolloutConfig)) - set(VERL_DECIDES)
 
-@dataclass(frozen=True)
+
+@dataclass
 class LoopSettings:
-    """max_tool_calls: C (TORL-SPEC §3; the paper's run: 1).
-    sandbox: "local" (a LocalSandbox per agent-loop worker process, started on first use and closed at exit)
+    """sandbox: "local" (a LocalSandbox per agent-loop worker process, started on first use and closed at exit)
         or the URL of a Sandbox Fusion server (`torl sandbox serve` on each node: http://127.0.0.1:8080).
     sandbox_pool_size: worker processes of the local sandbox (None: its default).
     template: the prompt template applied to the user message's content ("torl": TORL-SPEC §3).
     seed: per-sample sampling seeds (None: the server's own randomness); see torl/verl/agent_loop.py.
-    observation_style, exec_timeout, exec_memory_mb, tool_grace_s, max_concurrent_tool_calls, stop: as in
-        `torl.rollout.RolloutConfig`.
+    loop: RolloutConfig fields (max_tool_calls = C, tool_call_budget, observation_style, exec_timeout, ...).
     """
 
-    max_tool_calls: int = 1
     sandbox: str = "local"
     sandbox_pool_size: int | None = None
     template: str = "torl"
-    observation_style: str = "torl"
-    exec_timeout: float = 10.0
-    exec_memory_mb: int | None = None
-    tool_grace_s: float = 30.0
-    max_concurrent_tool_calls: int | None = None
-    stop: str = "```output"
     seed: int | None = None
+    loop: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, raw: Mapping | None) -> LoopSettings:
         raw = dict(raw or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
+        own = {f.name for f in fields(cls)} - {"loop"}
+        decided = sorted(set(raw) & set(VERL_DECIDES))
+        if decided:
+            raise ValueError("; ".join(f"torl.{k} is veRL's {VERL_DECIDES[k]}" for k in decided))
+        unknown = sorted(set(raw) - own - LOOP_KEYS)
         if unknown:
             raise ValueError(f"veRL config key(s) {', '.join('torl.' + k for k in unknown)} unknown; "
-                             f"known: {sorted(known)}")
-        return cls(**raw)
+                             f"known: {sorted(own | LOOP_KEYS)}")
+        settings = cls(**{k: raw[k] for k in own if k in raw}, loop={k: raw[k] for k in raw if k in LOOP_KEYS})
+        settings.rollout_config(max_response_tokens=1, temperature=1.0, top_p=1.0)  # bad values fail here
+        return settings
 
     def rollout_config(self, *, max_response_tokens: int, temperature: float, top_p: float) -> RolloutConfig:
         """torl's RolloutConfig for one sample: the tool loop from here, sampling and length from veRL."""
-        return RolloutConfig(
-            max_tool_calls=self.max_tool_calls, max_response_tokens=max_response_tokens,
-            temperature=temperature, top_p=top_p, stop=self.stop, observation_style=self.observation_style,
-            exec_timeout=self.exec_timeout, exec_memory_mb=self.exec_memory_mb, tool_grace_s=self.tool_grace_s,
-            max_concurrent_tool_calls=self.max_concurrent_tool_calls,
-        )
+        return RolloutConfig(**self.loop, max_response_tokens=max_response_tokens, temperature=temperature,
+                             top_p=top_p)
