@@ -54,8 +54,7 @@ def build_model(out: Path, cpu_smoke: bool) -> Path:
 
     tok = qwen25_tokenizer()
     eos = tok.convert_tokens_to_ids("<|endoftext|>")
-    config = Qwen2Config(**QWEN25_MATH_15B, bos_token_id=None, eos_token_id=eos, pad_token_id=eos,
-                         torch_dtype="bfloat16")
+    config = Qwen2Config(**QWEN25_MATH_15B, bos_token_id=None, eos_token_id=eos, pad_token_id=eos)
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = Qwen2ForCausalLM(config).to(torch.bfloat16)
