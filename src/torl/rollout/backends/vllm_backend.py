@@ -43,11 +43,15 @@ CPU_ENV_DEFAULTS = {"VLLM_CPU_KVCACHE_SPACE": "1", "TORCH_COMPILE_DISABLE": "1",
 LOGPROBS_MODES = ("processed_logprobs", "raw_logprobs")
 
 
-def set_cpu_env_defaults() -> None:
-    """Set vLLM's CPU-build defaults (only where no CUDA device exists; values already set win)."""
+def on_cpu() -> bool:
     import torch
 
-    if not torch.cuda.is_available():
+    return not torch.cuda.is_available()
+
+
+def set_cpu_env_defaults() -> None:
+    """Set vLLM's CPU-build defaults (only where no CUDA device exists; values already set win)."""
+    if on_cpu():
         for key, value in CPU_ENV_DEFAULTS.items():
             os.environ.setdefault(key, value)
 
@@ -90,12 +94,15 @@ class VLLMBackend(BatchingBackend):
         self.owns_llm = isinstance(model, str | os.PathLike)
         if self.owns_llm:
             llm_kwargs.setdefault("logprobs_mode", "processed_logprobs")
+            if on_cpu():  # see _check_cpu_seeds
+                llm_kwargs.setdefault("enable_chunked_prefill", False)
             model = vllm.LLM(model=str(model), seed=seed if seed is not None else 0, **llm_kwargs)
         elif llm_kwargs:
             raise TypeError(f"LLM arguments {sorted(llm_kwargs)} given with an existing vllm.LLM")
         self.llm = model
         self.engine = model.llm_engine
         self.logprobs_mode = str(getattr(self.engine.model_config, "logprobs_mode", "raw_logprobs"))
+        _check_cpu_seeds(self.engine)
         if self.logprobs_mode not in LOGPROBS_MODES:
             raise ValueError(f"the vllm backend needs an LLM with logprobs_mode in {LOGPROBS_MODES}, "
                              f"got {self.logprobs_mode!r} (logits are not logprobs)")
@@ -294,6 +301,17 @@ def _resolve(future: asyncio.Future, result) -> None:
         future.get_loop().call_soon_threadsafe(set_it)
     except RuntimeError:  # that loop is closed: nobody waits any more
         pass
+
+
+def _check_cpu_seeds(engine) -> None:
+    """vLLM's CPU build fails a step ("CPU Generator does not use offset") when a seeded request's prompt is
+    prefilled in chunks (it rewinds the request's generator, which only CUDA generators can do); an LLM built
+    here turns chunked prefill off on CPU."""
+    scheduler = getattr(getattr(engine, "vllm_config", None), "scheduler_config", None)
+    if on_cpu() and getattr(scheduler, "enable_chunked_prefill", False):
+        log.warning("vLLM on CPU with chunked prefill: a seeded request whose prompt is prefilled in chunks makes "
+                    "the engine step fail (CPU generators have no offset); build the LLM with "
+                    "enable_chunked_prefill=False")
 
 
 def _current_cuda_device():
