@@ -79,3 +79,30 @@ def test_missing_file(capsys):
 def test_reference_mode(tmp_path, capsys):
     assert main(["grade", "--pred", "1/2^{99}", "--gold", "1/2^{98}", "--mode", "reference"]) == 0
     assert capsys.readouterr().out.strip() == "correct"  # the reference's false positive, reproduced
+
+
+def test_reference_mode_extracts_the_reference_way(tmp_path, capsys):
+    path = tmp_path / "r.jsonl"
+    rows = [
+        {"response": "```output\n\\boxed{7}\n```\nnot sure", "gold": "7"},  # tool output counts
+        {"response": "\\boxed{5} then \\boxed{6", "gold": "5"},  # unclosed last box skipped
+        {"response": "\\fbox{5}", "gold": "5"},  # not matched
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def correct() -> list[bool]:
+        return [json.loads(line)["correct"] for line in capsys.readouterr().out.splitlines()]
+
+    assert main(["grade", "--file", str(path), "--mode", "reference", "--json"]) == 0
+    assert correct() == [True, True, False]
+    assert main(["grade", "--file", str(path), "--json"]) == 0  # torl mode: the opposite on all three
+    assert correct() == [False, False, True]
+
+
+def test_rel_tol_option(capsys):
+    assert main(["grade", "--pred", "3.14", "--gold", "\\pi"]) == 0
+    assert capsys.readouterr().out.strip() == "wrong"
+    assert main(["grade", "--pred", "3.14", "--gold", "\\pi", "--rel-tol", "1e-3"]) == 0
+    assert capsys.readouterr().out.strip() == "correct"
+    assert main(["grade", "--pred", "3.14", "--gold", "\\pi", "--rel-tol", "-1"]) == 2
+    assert "--rel-tol" in capsys.readouterr().err

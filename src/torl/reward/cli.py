@@ -35,7 +35,19 @@ def register(subparsers) -> None:
     p.add_argument(
         "--skip-invalid", action="store_true", help="skip (and count) bad lines instead of stopping"
     )
-    p.add_argument("--mode", choices=("torl", "reference"), default="torl", help="grader (default: torl)")
+    p.add_argument(
+        "--mode",
+        choices=("torl", "reference"),
+        default="torl",
+        help="grader (default: torl); reference: the reference's extraction and check, TORL-SPEC §4",
+    )
+    p.add_argument(
+        "--rel-tol",
+        type=float,
+        default=None,
+        help="relative tolerance of a decimal against a value without a finite decimal expansion "
+        "(default 1e-4: 1.4142 = sqrt(2), 3.14 != pi; mode torl)",
+    )
     p.add_argument("--timeout", type=float, default=None, help="seconds per symbolic comparison (default 5)")
     p.add_argument(
         "--processes", type=int, default=None, help="grading worker processes (default: min(4, CPUs))"
@@ -43,21 +55,30 @@ def register(subparsers) -> None:
     p.set_defaults(func=_run)
 
 
-def _answer_of(text: str) -> str | None:
+def _extract(response: str, mode: str) -> str | None:
     from torl.reward.extract import extract_answer
+    from torl.reward.reference import reference_extract
 
-    return extract_answer(text) if ("\\boxed" in text or "\\fbox" in text) else (text.strip() or None)
+    return reference_extract(response) if mode == "reference" else extract_answer(response)
+
+
+def _answer_of(text: str, mode: str) -> str | None:
+    return _extract(text, mode) if ("\\boxed" in text or "\\fbox" in text) else (text.strip() or None)
 
 
 def _run(args: argparse.Namespace) -> int:
     from torl.reward.grader import DEFAULT_TIMEOUT, Grader
+    from torl.reward.values import DEFAULT_REL_TOL
 
     timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
     if timeout <= 0:
         raise UserInputError(f"--timeout must be > 0, got {timeout}")
     if args.processes is not None and args.processes < 1:
         raise UserInputError(f"--processes must be >= 1, got {args.processes}")
-    with Grader(args.processes, timeout=timeout) as grader:
+    rel_tol = DEFAULT_REL_TOL if args.rel_tol is None else args.rel_tol
+    if not 0 <= rel_tol < 1:
+        raise UserInputError(f"--rel-tol must be in [0, 1), got {rel_tol}")
+    with Grader(args.processes, timeout=timeout, rel_tol=rel_tol) as grader:
         if args.pred is not None:
             return _grade_one(args, grader)
         return _grade_file(args, grader)
@@ -66,7 +87,7 @@ def _run(args: argparse.Namespace) -> int:
 def _grade_one(args, grader) -> int:
     if args.gold is None:
         raise UserInputError("--pred needs --gold")
-    pred = _answer_of(args.pred)
+    pred = _answer_of(args.pred, args.mode)
     verdict = grader.verdicts([pred], [args.gold], mode=args.mode)[0]
     if args.json:
         print(
@@ -77,9 +98,7 @@ def _grade_one(args, grader) -> int:
     return 0
 
 
-def _read_records(path: str, skip_invalid: bool) -> tuple[list[tuple[int, str | None, str]], int]:
-    from torl.reward.extract import extract_answer
-
+def _read_records(path: str, skip_invalid: bool, mode: str) -> tuple[list[tuple[int, str | None, str]], int]:
     records, skipped = [], 0
     try:
         f = open(path, encoding="utf-8")  # noqa: SIM115 - closed below
@@ -101,7 +120,7 @@ def _read_records(path: str, skip_invalid: bool) -> tuple[list[tuple[int, str | 
                     response = record.get("response", record.get("text"))
                     if not isinstance(response, str):
                         raise ValueError('needs a string "response" (or "text", or "pred")')
-                    pred = extract_answer(response)
+                    pred = _extract(response, mode)
                 gold = record.get("gold", record.get("answer"))
                 if isinstance(gold, (int, float)) and not isinstance(gold, bool):
                     gold = str(gold)
@@ -117,7 +136,7 @@ def _read_records(path: str, skip_invalid: bool) -> tuple[list[tuple[int, str | 
 
 
 def _grade_file(args, grader) -> int:
-    records, skipped = _read_records(args.file, args.skip_invalid)
+    records, skipped = _read_records(args.file, args.skip_invalid, args.mode)
     preds = [r[1] for r in records]
     golds = [r[2] for r in records]
     verdicts = grader.verdicts(preds, golds, mode=args.mode, progress=sys.stderr.isatty())

@@ -170,6 +170,8 @@ class Grader:
             raise ValueError(f"mode must be 'torl' or 'reference', got {mode!r}")
         op = "equal" if mode == "torl" else "reference"
         tol = self.rel_tol if rel_tol is None else float(rel_tol)
+        # the cache key's first item: the op, and the tolerance when it is not the default one
+        cache_op = op if op != "equal" or tol == DEFAULT_REL_TOL else f"equal:rel_tol={tol!r}"
         out: list[Verdict | None] = [None] * len(preds)
         todo: dict[tuple, list[int]] = {}
         payloads: dict[tuple, list] = {}
@@ -181,7 +183,7 @@ class Grader:
                 counts.no_answer += 1
                 continue
             pred = _as_text(pred, "pred")
-            key = (op, pred, gold, tol if op == "equal" else None)
+            key = (cache_op, pred, gold)
             if key in todo:
                 todo[key].append(i)
                 continue

@@ -14,8 +14,8 @@
 - a stray trailing backslash (`185\\`) removed.
 
 Percent signs (`\\%`, `%`, the words percent / percentage / pct) are removed too, and reported
-(`NormalizedAnswer.percent`) so that `50\\%` can match both `50` and `0.5`. The result is still LaTeX that math-verify can parse. Text answers keep their case here;
-`values.parse_value` compares them case-insensitively.
+(`NormalizedAnswer.percent`) so that `50\\%` can match both `50` and `0.5`. The result is still LaTeX that
+math-verify can parse. Text answers keep their case here; `values.parse_value` compares them case-insensitively.
 """
 
 from __future__ import annotations
