@@ -25,10 +25,11 @@ def _one_torch_thread():
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    """A tokenizer + Qwen2 LM fitted for a few seconds to TIR transcripts: it writes ```python blocks."""
+    """A tokenizer + Qwen2 LM fitted for a few seconds to TIR transcripts: it writes ```python blocks.
+    Two heads of 32 dimensions: vLLM's CPU attention needs head size >= 32."""
     from torl.models import build_tiny_model
 
-    return build_tiny_model(tmp_path_factory.mktemp("verl-tiny"), seed=0, train_steps=250)
+    return build_tiny_model(tmp_path_factory.mktemp("verl-tiny"), seed=0, num_heads=2, train_steps=250)
 
 
 def compose(overrides: list[str]):
