@@ -115,7 +115,7 @@ class TorlTIRAgentLoop(AgentLoopBase):
         prompt_ids = encode_prompt(self.tokenizer, build_prompt(problem, self.settings.template, self.tokenizer))
         if len(prompt_ids) > self.prompt_length:
             raise ValueError(
-                f"sample {kwargs.get('data_source')!r} index {kwargs.get('index')!r}: the prompt is "
+                f"sample {_plain(kwargs.get('data_source'))!r} index {_plain(kwargs.get('index'))!r}: the prompt is "
                 f"{len(prompt_ids)} tokens, over actor_rollout_ref.rollout.prompt_length={self.prompt_length}; "
                 f"filter the data (torl data build --tokenizer MODEL) or raise data.max_prompt_length")
         backend = VerlServerBackend(self.server_manager, self.tokenizer, request_id=uuid4().hex,
