@@ -4,12 +4,12 @@ recovers the bare problem from either."""
 from __future__ import annotations
 
 import pytest
-from omegaconf import OmegaConf
 
 pytestmark = pytest.mark.engines
 
 
 def _dataset(path, tokenizer, **data):
+    from omegaconf import OmegaConf
     from verl.utils.dataset.rl_dataset import RLHFDataset
 
     config = OmegaConf.create({"prompt_key": "prompt", "max_prompt_length": 400, "filter_overlong_prompts": False,

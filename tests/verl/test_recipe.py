@@ -4,7 +4,6 @@ every hyperparameter of TORL-SPEC §5; `torl verl train` prints the command it r
 from __future__ import annotations
 
 import pytest
-from omegaconf import OmegaConf
 
 from tests.verl.conftest import RECIPE_1_5B, RECIPE_7B, compose
 
@@ -50,6 +49,7 @@ SPEC = {
 
 @pytest.mark.parametrize("path", [RECIPE_1_5B, RECIPE_7B], ids=["1.5b", "7b"])
 def test_recipe_composes_and_maps_the_spec(path):
+    from omegaconf import OmegaConf
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
 
@@ -79,6 +79,7 @@ def test_unknown_verl_key_is_refused_by_verl():
 
 def test_agent_loop_yaml_registers_torl_tir():
     import hydra
+    from omegaconf import OmegaConf
 
     from torl.verl import AGENT_LOOP_YAML
     from torl.verl.agent_loop import TorlTIRAgentLoop
