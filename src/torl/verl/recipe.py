@@ -44,6 +44,8 @@ WIRING: dict[str, object] = {
 
 @dataclass
 class Recipe:
+    """A parsed recipe (see the module docstring); `source` names its file in errors."""
+
     verl: dict[str, object] = field(default_factory=dict)
     torl: dict[str, object] = field(default_factory=dict)
     reward_kwargs: dict[str, object] = field(default_factory=dict)
