@@ -125,7 +125,7 @@ class SeededSampler(LogitsProcessor):
         self._device_uniforms: torch.Tensor | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        step = input_ids.shape[1] - self.prompt_len
+        step = min(input_ids.shape[1] - self.prompt_len, self.uniforms.shape[1] - 1)  # an extra step: unused
         for warp in self.warpers:
             scores = warp(input_ids, scores)
         if self._device_uniforms is None or self._device_uniforms.device != scores.device:
