@@ -203,3 +203,34 @@ def test_reference_flag_is_the_last_execution(statuses, failed):
     assert execution_failed(calls, mode="reference") is failed
     printed = [{"status": s, "printed": bool(out)} for s, out in statuses]  # the training path's form
     assert execution_failed(printed, mode="reference") is failed
+
+
+def test_training_reward_sees_the_reference_flag(grader):
+    """The rollout function's extras carry what the flag needs (did the execution print?) to TIRReward."""
+    from torl.rollout import RolloutResult, ToolCall
+    from torl.sandbox import ExecResult
+    from torl.train.rewards import TIRReward
+    from torl.train.rollout_func import to_trl_output
+
+    printed_then_crashed = ToolCall(
+        "print(5); 1/0", ExecResult("error", stdout="5\n", stderr="ZeroDivisionError"), "5"
+    )
+    silent_ok = ToolCall("x = 1", ExecResult("ok"), "")
+    silent_crash = ToolCall("1/0", ExecResult("error", stderr="ZeroDivisionError"), "ZeroDivisionError")
+    results = [
+        RolloutResult(
+            prompt="p", prompt_ids=[1], completion_ids=[5], mask=[1], logprobs=[0.0], tool_calls=calls
+        )
+        for calls in ([printed_then_crashed], [silent_crash, silent_ok], [silent_ok, silent_crash], [])
+    ]
+    extras = to_trl_output(results, eos_token_id=9)
+    assert extras["tool_printed"] == [[True], [False, False], [False, False], []]
+    reward = TIRReward(REFERENCE_PENALTY, recorder=None, grader=grader)
+    rewards = reward(
+        prompts=["p"] * 4,
+        completions=["\\boxed{5}"] * 4,
+        answer=["5"] * 4,
+        tool_statuses=extras["tool_statuses"],
+        tool_printed=extras["tool_printed"],
+    )
+    assert rewards == [1.0, 1.0, 0.5, 0.5]
