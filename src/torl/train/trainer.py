@@ -452,7 +452,8 @@ def _assemble(cfg: TorlTrainConfig, grpo_args: GRPOConfig, sandbox, backend_fact
             val_rollout = validation_rollout_config(cfg.rollout, temperature=cfg.validation.temperature,
                                                     max_response_tokens=cfg.validation.max_response_tokens)
             validator = Validator(val_problems, run_dir=cfg.run_dir, sandbox=sandbox, template=cfg.data.template,
-                                  rollout_config=val_rollout, reward_config=cfg.reward, backend_factory=factory)
+                                  rollout_config=val_rollout, reward_config=cfg.reward, backend_factory=factory,
+                                  seed=cfg.seed)
     step_cb = TIRStepCallback(cfg.run_dir, recorder, dump_samples=cfg.train.dump_samples, validator=validator,
                               validate_every=cfg.validation.every, validate_at_start=cfg.validation.at_start,
                               tensorboard=cfg.logging.tensorboard, progress=cfg.logging.progress)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from torl.data.schema import Problem
 from torl.rollout import RolloutConfig, build_prompt
+from torl.rollout.seeds import derive_seed
 from torl.train.metrics import benchmark_metrics
 from torl.train.recorder import rollout_fields
 from torl.train.rewards import grade_responses
@@ -31,14 +32,19 @@ def validation_rollout_config(train: RolloutConfig, *, temperature: float = 0.0,
 
 def run_validation(problems: dict[str, list[Problem]], *, backend, sandbox, rollout_config: RolloutConfig,
                    reward_config, template: str, rank: int = 0, world_size: int = 1,
-                   device=None) -> list[dict]:
-    """This process's share of the validation records ({"benchmark", "problem_id", "correct", ...})."""
+                   device=None, seed: int | None = None) -> list[dict]:
+    """This process's share of the validation records ({"benchmark", "problem_id", "correct", ...}).
+
+    seed: with sampled validation (temperature > 0), problem p of benchmark b is drawn with
+    derive_seed(seed, "val", b, p.id): the same samples whatever the number of processes or the step.
+    """
     mine = [(bench, p) for bench, ps in problems.items() for i, p in enumerate(ps) if i % world_size == rank]
     if not mine:
         return []
     prompts = [build_prompt(p.problem, template, backend.tokenizer) for _, p in mine]
+    seeds = None if seed is None else [derive_seed(seed, "val", bench, p.id) for bench, p in mine]
     results = run_rollouts_on_device(prompts, backend=backend, sandbox=sandbox, config=rollout_config,
-                                     device=device)
+                                     device=device, seeds=seeds)
     texts = [r.text for r in results]
     statuses = [[c.result.status for c in r.tool_calls] for r in results]
     printed = [[bool(c.result.stdout) for c in r.tool_calls] for r in results]
@@ -76,11 +82,14 @@ class Validator:
     part; the main process writes RUN_DIR/val/step_NNNNNN.jsonl and gets the metrics, the others get {}).
 
     backend_factory: `trainer -> context manager yielding a torl Backend` (the rollout function's).
+    seed: the run's seed (see `run_validation`).
     """
 
     def __init__(self, problems: dict[str, list[Problem]], *, run_dir: str | Path, sandbox,
-                 rollout_config: RolloutConfig, reward_config, template: str, backend_factory) -> None:
+                 rollout_config: RolloutConfig, reward_config, template: str, backend_factory,
+                 seed: int | None = None) -> None:
         self.problems = problems
+        self.seed = seed
         self.run_dir = Path(run_dir)
         self.sandbox = sandbox
         self.rollout_config = rollout_config
@@ -99,7 +108,7 @@ class Validator:
             local = run_validation(self.problems, backend=backend, sandbox=self.sandbox,
                                    rollout_config=self.rollout_config, reward_config=self.reward_config,
                                    template=self.template, rank=acc.process_index, world_size=acc.num_processes,
-                                   device=acc.device)
+                                   device=acc.device, seed=self.seed)
         if acc.num_processes > 1:
             from accelerate.utils import gather_object
 
