@@ -7,7 +7,7 @@ backend's continuous batching and for its old blocking batches, in one run.
 vLLM's CPU build serves a tiny TIR model built here (head size 32, fitted briefly so that it writes a ```python
 block, stops at ```output and answers after the observation). The same prompts, per-sample seeds, sampling and
 token budget run with C = 0 and C = 1; with C = 1 every snippet runs in a real LocalSandbox, after sleeping
-`fraction x T0 x u` seconds (T0: the continuous C = 0 wall time, u in [0.5, 1.5) drawn from the code's hash, so
+`fraction x T0 x u` seconds (T0: a first continuous C = 0 wall time, u in [0.5, 1.5) drawn from the code's hash, so
 both modes get the same delay for the same snippet): tool latency as a fraction of the generation time of the
 longest sample. Per-sample seeds make both modes sample the same tokens.
 
@@ -218,17 +218,15 @@ def main() -> int:
         seeds = sample_seeds(0, args.samples)
         inner = LocalSandbox(pool_size=args.sandbox_workers)
         rollout(continuous, None, prompts[:4], seeds[:4], 0, 32)  # warm-up
+        t0, _ = rollout(continuous, None, prompts, seeds, 0, args.max_response_tokens)  # calibrates tool latency
         runs: dict[str, dict] = {m: {"c0": [], **{f"c1@{f:g}": [] for f in fractions}} for m in backends}
         info: dict[str, dict] = {}
-        t0 = None
         try:
             for rep in range(args.repeats):
                 for mode, backend in backends.items():
                     wall, stats = rollout(backend, None, prompts, seeds, 0, args.max_response_tokens)
                     runs[mode]["c0"].append(wall)
                     info[f"{mode}/c0"] = stats
-                    if mode == "continuous" and t0 is None:
-                        t0 = wall
                     for f in fractions:
                         sandbox = DelayedSandbox(inner, f * t0)
                         wall, stats = rollout(backend, sandbox, prompts, seeds, 1, args.max_response_tokens)

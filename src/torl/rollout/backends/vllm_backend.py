@@ -175,11 +175,12 @@ class VLLMBackend(BatchingBackend):
             except queue.Empty:
                 msg = None
             with self.lock:
+                running = busy  # requests already stepped: what is added now joins a running batch
                 while msg is not None:
                     if msg[0] == "close":
                         self._fail_all(RuntimeError("the vllm backend was closed during generation"))
                         return
-                    self._handle(engine, *msg)
+                    self._handle(engine, *msg, running=running)
                     try:
                         msg = self._inbox.get_nowait()
                     except queue.Empty:
@@ -203,7 +204,8 @@ class VLLMBackend(BatchingBackend):
                             result = e
                         _resolve(future, result)
 
-    def _handle(self, engine, kind: str, rid: str, request: GenerationRequest | None, future) -> None:
+    def _handle(self, engine, kind: str, rid: str, request: GenerationRequest | None, future, *,
+                running: bool) -> None:
         if kind == "abort":
             if self._waiting.pop(rid, None) is not None:
                 engine.abort_request([rid])
@@ -216,7 +218,7 @@ class VLLMBackend(BatchingBackend):
             _resolve(future, e)
             return
         self.engine_stats.requests += 1
-        self.engine_stats.joined += bool(self._waiting)
+        self.engine_stats.joined += running
         self._waiting[rid] = (request, future)
 
     def _engine_input(self, prompt_ids):
