@@ -1,7 +1,8 @@
 """Generation backends behind one small interface (`Backend.agenerate`: token ids in → token ids out).
 
 - "transformers": HF `generate`, batched (embedded default; CPU or GPU).
-- "vllm": vLLM's offline engine (optional extra, imported lazily).
+- "vllm": vLLM's offline engine, a path or an existing `vllm.LLM` (TRL's colocated one), driven request by
+  request (continuous batching across tool calls; `continuous=False`: blocking batches). Optional extra.
 - "openai": an OpenAI-compatible completions server with token ids (`vllm serve`, SGLang), async.
 - "replay": scripted outputs, for tests and debugging.
 """

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 CPU_ENV_DEFAULTS = {"VLLM_CPU_KVCACHE_SPACE": "1", "TORCH_COMPILE_DISABLE": "1",
                     "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
 LOGPROBS_MODES = ("processed_logprobs", "raw_logprobs")
+_WARNED: set[int] = set()  # engines already warned about (one warning per engine, not per rollout)
 
 
 def on_cpu() -> bool:
@@ -310,7 +311,8 @@ def _check_cpu_seeds(engine) -> None:
     prefilled in chunks (it rewinds the request's generator, which only CUDA generators can do); an LLM built
     here turns chunked prefill off on CPU."""
     scheduler = getattr(getattr(engine, "vllm_config", None), "scheduler_config", None)
-    if on_cpu() and getattr(scheduler, "enable_chunked_prefill", False):
+    if on_cpu() and getattr(scheduler, "enable_chunked_prefill", False) and id(engine) not in _WARNED:
+        _WARNED.add(id(engine))
         log.warning("vLLM on CPU with chunked prefill: a seeded request whose prompt is prefilled in chunks makes "
                     "the engine step fail (CPU generators have no offset); build the LLM with "
                     "enable_chunked_prefill=False")
