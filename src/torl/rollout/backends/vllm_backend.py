@@ -30,6 +30,7 @@ import math
 import os
 import queue
 import threading
+import uuid
 from dataclasses import dataclass
 
 from torl.rollout.backends.base import Generation, GenerationRequest
@@ -122,6 +123,7 @@ class VLLMBackend(BatchingBackend):
         self.engine_stats = EngineStats()
         self.lock = threading.Lock()  # held while this backend drives the engine
         self._ids = itertools.count()
+        self._prefix = f"torl-{uuid.uuid4().hex[:8]}"  # unique across backends sharing one LLM
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._waiting: dict[str, tuple[GenerationRequest, asyncio.Future]] = {}
         self._thread: threading.Thread | None = None
@@ -151,7 +153,7 @@ class VLLMBackend(BatchingBackend):
         if self._closed:
             raise RuntimeError("the vllm backend is closed")
         future = asyncio.get_running_loop().create_future()
-        rid = f"torl-{next(self._ids)}"
+        rid = f"{self._prefix}-{next(self._ids)}"
         self._start_thread()
         self._inbox.put(("add", rid, request, future))
         try:
