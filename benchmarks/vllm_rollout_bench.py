@@ -228,7 +228,7 @@ def main() -> int:
                     wall, stats = rollout(backend, None, prompts, seeds, 0, args.max_response_tokens)
                     runs[mode]["c0"].append(wall)
                     info[f"{mode}/c0"] = stats
-                    for f in fractions:
+                    for f in fractions[rep % len(fractions):] + fractions[: rep % len(fractions)]:  # no order bias
                         sandbox = DelayedSandbox(inner, f * t0)
                         wall, stats = rollout(backend, sandbox, prompts, seeds, 1, args.max_response_tokens)
                         runs[mode][f"c1@{f:g}"].append(wall)

@@ -200,18 +200,25 @@ def test_engine_thread_makes_the_rank_device_current(backend, monkeypatch):
     """The current CUDA device is per thread: the engine thread sets the rank's (GPU mocked: CPU machine)."""
     import torch
 
+    from torl.rollout.backends import vllm_backend
+
     calls = []
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.append((d, threading.current_thread().name)))
-    b = VLLMBackend(backend.llm, tokenizer=backend.tokenizer, device=3)
+    monkeypatch.setattr(vllm_backend, "_cuda_available", lambda: True)
+    monkeypatch.setattr(vllm_backend, "_set_cuda_device", lambda d: calls.append((d, threading.current_thread().name)))
+    b = VLLMBackend(backend.llm, tokenizer=backend.tokenizer, device=torch.device("cuda:3"))
     try:
         generate(b, [GenerationRequest(prompt_ids(backend, PROBLEMS[0]), 4, (), 0.0)])
     finally:
         b.close()
-    assert calls == [(3, "torl-vllm-engine")]
+    assert calls == [(torch.device("cuda:3"), "torl-vllm-engine")]
     blocking = VLLMBackend(backend.llm, tokenizer=backend.tokenizer, device=5, continuous=False)
     generate(blocking, [GenerationRequest(prompt_ids(backend, PROBLEMS[0]), 4, (), 0.0)])
     assert calls[-1][0] == 5 and calls[-1][1] != threading.current_thread().name
+    n = len(calls)
+    on_cpu = VLLMBackend(backend.llm, tokenizer=backend.tokenizer, device=torch.device("cpu"))  # trainer on CPU
+    generate(on_cpu, [GenerationRequest(prompt_ids(backend, PROBLEMS[0]), 4, (), 0.0)])
+    on_cpu.close()
+    assert len(calls) == n
 
 
 def test_closed_backend_refuses_and_keeps_a_given_llm(backend):

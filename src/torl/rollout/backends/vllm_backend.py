@@ -328,6 +328,18 @@ def _current_cuda_device():
     return None
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _set_cuda_device(device) -> None:
+    import torch
+
+    torch.cuda.set_device(device)
+
+
 def _torch_threads() -> int:
     import torch
 
@@ -340,7 +352,7 @@ def _init_thread(device, num_threads: int) -> None:
     planned with is the one it runs with; a new thread starts with OpenMP's default)."""
     import torch
 
-    if device is not None and torch.cuda.is_available():
-        torch.cuda.set_device(device)
+    if device is not None and _cuda_available() and (isinstance(device, int) or torch.device(device).type == "cuda"):
+        _set_cuda_device(device)
     if torch.get_num_threads() != num_threads:
         torch._C._set_num_threads(num_threads)  # vLLM's CPU worker replaces torch.set_num_threads by a no-op
