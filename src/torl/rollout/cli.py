@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("--sandbox", default="local", help="'local' (default) or a Sandbox Fusion URL")
     p.add_argument("--sandbox-workers", type=int, default=None, help="local sandbox pool size")
     p.add_argument("--device", default=None, help="transformers backend: cpu, cuda, cuda:1 ...")
-    p.add_argument("--batch-size", type=int, default=64, help="transformers/vllm: most sequences per batch")
+    p.add_argument("--batch-size", type=int, default=64, help="transformers: most sequences per generate call (vllm batches continuously, up to its max_num_seqs)")
     p.add_argument("--seed", type=int, default=0,
                    help="sample k of a problem is drawn from its own seed, derived from (seed, problem id, k): "
                         "the same seed gives the same samples whatever the batching (default 0)")
