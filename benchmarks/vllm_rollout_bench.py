@@ -103,33 +103,13 @@ def build_long_tail_model(out: str | Path, *, steps: int = 300, batch_size: int 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from torl.models import build_tiny_model
+    from torl.models.tiny import build_tiny_model, fit_responses
 
     build_tiny_model(out, seed=seed, num_heads=2)
     tok = AutoTokenizer.from_pretrained(out)
     model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
-    rows = []
-    for prompt, response in long_tail_examples(1024, seed=seed + 1):
-        p = tok.encode(prompt, add_special_tokens=False)
-        r = tok.encode(response + tok.eos_token, add_special_tokens=False)
-        rows.append((p + r, [-100] * len(p) + r))
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-    model.train()
-    for _ in range(steps):
-        pick = torch.randint(len(rows), (batch_size,), generator=gen).tolist()
-        width = max(len(rows[i][0]) for i in pick)
-        ids = torch.full((batch_size, width), tok.pad_token_id, dtype=torch.long)
-        labels = torch.full((batch_size, width), -100, dtype=torch.long)
-        mask = torch.zeros((batch_size, width), dtype=torch.long)
-        for row, i in enumerate(pick):
-            n = len(rows[i][0])
-            ids[row, :n], labels[row, :n], mask[row, :n] = torch.tensor(rows[i][0]), torch.tensor(rows[i][1]), 1
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    fit_responses(model, tok, long_tail_examples(1024, seed=seed + 1), seed=seed, steps=steps,
+                  batch_size=batch_size)
     model.save_pretrained(out)
     return Path(out)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.rollout.test_vllm_backend import vllm_model_dir
+from tests.engine_models import vllm_model_dir
 
 from torl.cli import main
 from torl.models import demo_problems

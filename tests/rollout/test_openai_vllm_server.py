@@ -15,11 +15,12 @@ import time
 import httpx
 import pytest
 
+from tests.engine_models import vllm_model_dir
 from torl.rollout import GenerationRequest, RolloutConfig, build_prompt, make_backend, run_rollouts
 from torl.rollout.tokens import decode, encode_prompt, eos_token_ids
 
 from .conftest import check_invariants
-from .test_vllm_backend import PROBLEMS, hf_logprobs, vllm_model_dir
+from .test_vllm_backend import PROBLEMS, hf_logprobs
 
 pytestmark = pytest.mark.engines
 

@@ -5,16 +5,12 @@ seeds, continuous batching across tool calls, C = 0..3 with a real LocalSandbox,
 from __future__ import annotations
 
 import asyncio
-import atexit
-import functools
 import math
-import shutil
-import tempfile
 import threading
-from pathlib import Path
 
 import pytest
 
+from tests.engine_models import vllm_model_dir
 from torl.rollout import GenerationRequest, RolloutConfig, build_prompt, run_rollouts
 from torl.rollout.backends.vllm_backend import VLLMBackend
 from torl.rollout.tokens import decode, encode_prompt, eos_token_ids
@@ -24,17 +20,6 @@ from .conftest import check_invariants
 pytestmark = pytest.mark.engines
 
 PROBLEMS = ["What is 18 * 73?", "What is 64 + 98?", "What is 49 * 27?", "What is 50 - 56?"]
-
-
-@functools.lru_cache(maxsize=1)
-def vllm_model_dir() -> Path:
-    """The tiny TIR model with head size 32 (vLLM's CPU attention needs >= 32), built once per test process
-    (also used by the openai and eval engine tests)."""
-    from torl.models import build_tiny_model
-
-    out = Path(tempfile.mkdtemp(prefix="torl-vllm-tiny-"))
-    atexit.register(shutil.rmtree, out, ignore_errors=True)
-    return build_tiny_model(out, seed=0, num_heads=2, train_steps=250)
 
 
 @pytest.fixture(scope="module")

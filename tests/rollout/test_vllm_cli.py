@@ -10,11 +10,10 @@ import sys
 
 import pytest
 
+from tests.engine_models import vllm_model_dir
 from torl.cli import main
 from torl.data import write_problems
 from torl.models import demo_problems
-
-from .test_vllm_backend import vllm_model_dir
 
 pytestmark = pytest.mark.engines
 

@@ -15,15 +15,9 @@ from starlette.routing import Route
 
 from torl.sandbox import SandboxFusionClient, make_sandbox
 from torl.sandbox.fusion import fusion_request, parse_fusion_response
-from torl.sandbox.server import ServerThread, create_app
+from torl.sandbox.server import ServerThread
 
 FAST_RETRY = {"max_attempts": 3, "backoff_s": 0.01, "max_backoff_s": 0.05}
-
-
-@pytest.fixture(scope="module")
-def server(local_sandbox):
-    with ServerThread(create_app(local_sandbox)) as srv:
-        yield srv
 
 
 @pytest.fixture

@@ -21,23 +21,10 @@ import sandbox_fusion
 
 from torl.sandbox.fusion import SandboxFusionClient
 from torl.sandbox.local import LocalSandbox
-from torl.sandbox.server import ServerThread, create_app
 
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-@pytest.fixture(scope="module")
-def server(local_sandbox):
-    with ServerThread(create_app(local_sandbox)) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def http(server):
-    with httpx.Client(base_url=server.url, timeout=60, trust_env=False) as client:
-        yield client
 
 
 def post(http: httpx.Client, **body) -> httpx.Response:

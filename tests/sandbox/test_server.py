@@ -23,18 +23,6 @@ RESPONSE_KEYS = {"status", "message", "compile_result", "run_result", "executor_
 RUN_RESULT_KEYS = {"status", "execution_time", "return_code", "stdout", "stderr"}
 
 
-@pytest.fixture(scope="module")
-def server(local_sandbox):
-    with ServerThread(create_app(local_sandbox)) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def http(server):
-    with httpx.Client(base_url=server.url, timeout=60, trust_env=False) as client:
-        yield client
-
-
 def run_code(http: httpx.Client, **body) -> dict:
     body.setdefault("language", "python")
     r = http.post("/run_code", json=body)

@@ -8,6 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.engine_models import vllm_model_dir
+
 REPO = Path(__file__).resolve().parents[2]
 RECIPE_1_5B = REPO / "configs" / "verl" / "torl_1.5b.yaml"
 RECIPE_7B = REPO / "configs" / "verl" / "torl_7b.yaml"
@@ -27,9 +29,7 @@ def _one_torch_thread():
 def tiny_model(tmp_path_factory) -> Path:
     """A tokenizer + Qwen2 LM fitted for a few seconds to TIR transcripts: it writes ```python blocks.
     Two heads of 32 dimensions: vLLM's CPU attention needs head size >= 32."""
-    from torl.models import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("verl-tiny"), seed=0, num_heads=2, train_steps=250)
+    return vllm_model_dir()
 
 
 def compose(overrides: list[str]):

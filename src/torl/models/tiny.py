@@ -131,38 +131,41 @@ def build_tiny_model(out_dir: str | Path, *, seed: int = 0, vocab_size: int = 51
 
 def _fit(model, tokenizer, *, seed: int, steps: int, batch_size: int, lr: float) -> None:
     """A few hundred AdamW steps on prompt → TIR response (loss on response tokens only)."""
+    pairs = [(build_prompt(ex.problem.problem), ex.response) for ex in demo_examples(512, seed=seed + 2)]
+    fit_responses(model, tokenizer, pairs, seed=seed, steps=steps, batch_size=batch_size, lr=lr)
+
+
+def fit_responses(model, tokenizer, pairs: list[tuple[str, str]], *, seed: int = 0, steps: int = 300,
+                  batch_size: int = 16, lr: float = 3e-3) -> None:
+    """Fit `model` with AdamW to (prompt, response) pairs, loss on the response (+ EOS) tokens only; eval mode after.
+
+    One thread: a model this small only loses from threads (and badly on a busy machine)."""
     import torch
 
     rows = []
-    for ex in demo_examples(512, seed=seed + 2):
-        prompt = tokenizer.encode(build_prompt(ex.problem.problem), add_special_tokens=False)
-        response = tokenizer.encode(ex.response + EOS, add_special_tokens=False)
-        rows.append((prompt + response, [-100] * len(prompt) + response))
+    for prompt, response in pairs:
+        p = tokenizer.encode(prompt, add_special_tokens=False)
+        r = tokenizer.encode(response + tokenizer.eos_token, add_special_tokens=False)
+        rows.append((p + r, [-100] * len(p) + r))
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     model.train()
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a model this small only loses from threads (and badly on a busy machine)
+    torch.set_num_threads(1)
     try:
-        _steps(model, opt, rows, gen, tokenizer.pad_token_id, steps, batch_size)
+        for _ in range(steps):
+            pick = torch.randint(len(rows), (batch_size,), generator=gen).tolist()
+            width = max(len(rows[i][0]) for i in pick)
+            ids = torch.full((batch_size, width), tokenizer.pad_token_id, dtype=torch.long)
+            labels = torch.full((batch_size, width), -100, dtype=torch.long)
+            attn = torch.zeros((batch_size, width), dtype=torch.long)
+            for b, i in enumerate(pick):
+                n = len(rows[i][0])
+                ids[b, :n], labels[b, :n], attn[b, :n] = torch.tensor(rows[i][0]), torch.tensor(rows[i][1]), 1
+            loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     finally:
         torch.set_num_threads(threads)
     model.eval()
-
-
-def _steps(model, opt, rows, gen, pad_id, steps, batch_size) -> None:
-    import torch
-
-    for _ in range(steps):
-        pick = torch.randint(len(rows), (batch_size,), generator=gen).tolist()
-        width = max(len(rows[i][0]) for i in pick)
-        ids = torch.full((batch_size, width), pad_id, dtype=torch.long)
-        labels = torch.full((batch_size, width), -100, dtype=torch.long)
-        attn = torch.zeros((batch_size, width), dtype=torch.long)
-        for b, i in enumerate(pick):
-            n = len(rows[i][0])
-            ids[b, :n], labels[b, :n], attn[b, :n] = torch.tensor(rows[i][0]), torch.tensor(rows[i][1]), 1
-        loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
