@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from tests.threads import one_torch_thread
 
 from torl.cli import main
 from torl.models import demo_problems
@@ -13,13 +14,8 @@ from torl.models import demo_problems
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
-    """A tiny model only loses from intra-op threads on a busy machine."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 def _eval(model, bench, out, *extra) -> int:

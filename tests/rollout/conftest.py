@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from tests.threads import one_torch_thread
 from torl.rollout import RolloutResult, wrap_observation
 from torl.rollout.backends.replay import replay_logprob
 from torl.rollout.tokens import decode, encode_prompt
@@ -13,13 +14,8 @@ from torl.rollout.tokens import decode, encode_prompt
 
 @pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread():
-    """Tiny models only lose from intra-op threads, badly so on a shared 2-core machine."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="session")

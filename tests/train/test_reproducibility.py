@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.threads import one_torch_thread
 from torl.cli import main
 
 from .conftest import TINY_CPU
@@ -22,11 +23,8 @@ GAP = "train/engine_logprob_gap"
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
-    """A tiny model only loses from intra-op threads on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 def _train(run_dir: Path, model: Path, *overrides: str) -> int:

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from tests.engine_models import vllm_model_dir
+from tests.threads import one_torch_thread
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE_1_5B = REPO / "configs" / "verl" / "torl_1.5b.yaml"
@@ -17,12 +18,8 @@ RECIPE_7B = REPO / "configs" / "verl" / "torl_7b.yaml"
 
 @pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="session")
