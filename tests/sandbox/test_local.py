@@ -227,21 +227,3 @@ def test_make_sandbox_rejects_unknown_specs():
     with pytest.raises(UserInputError, match="local"):
         make_sandbox("docker")
 
-
-def test_leftovers_of_a_killed_pool_are_removed_by_the_next_one(tmp_path):
-    import subprocess
-    import sys
-    import tempfile
-
-    # A pool whose process is SIGKILLed never runs close(): its job root (and cgroups) stay behind.
-    code = ("import os, signal\nfrom torl.sandbox import LocalSandbox\nsb = LocalSandbox(pool_size=1)\n"
-            "print(sb.job_root, flush=True)\nos.kill(os.getpid(), signal.SIGKILL)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    job_root = out.stdout.strip()
-    assert job_root.startswith(tempfile.gettempdir()) and os.path.isdir(job_root)
-    with LocalSandbox(pool_size=1) as sandbox:
-        assert sandbox.run("print(1)").ok
-        assert not os.path.exists(job_root)
-        if sandbox.plan.cgroup_pids:
-            pid = os.path.basename(job_root).split("-")[2]
-            assert not [n for n in os.listdir(sandbox.plan.cgroup_pids) if n.startswith(f"torl-{pid}-")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -133,7 +134,7 @@ def _cgroup_root(controller: str, limit_file: str, value: str) -> str:
     if own_v2:
         candidates.append(f"/sys/fs/cgroup{own_v2}".rstrip("/"))
     for root in candidates:
-        probe = os.path.join(root, f"torl-probe-{os.getpid()}")
+        probe = os.path.join(root, f"torl-probe-{secrets.token_hex(8)}")  # not the PID: same in other PID namespaces
         try:
             os.mkdir(probe)
         except OSError:

@@ -9,14 +9,16 @@ with sympy). `torl sandbox doctor` shows which layers are active on this machine
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import queue
-import re
+import secrets
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -36,6 +38,11 @@ log = logging.getLogger(__name__)
 DEFAULT_PRELOAD: tuple[str, ...] = ("math", "fractions", "itertools", "numpy", "sympy", "scipy")
 WORKER_SCRIPT = str(Path(__file__).with_name("_worker.py"))
 FETCH_GRACE_S = 5.0  # as _worker.FETCH_GRACE_S: the job process reads `fetch_files` back after the timeout
+# A pool owns its job root (`<tmp>/torl-sandbox-*`) and cgroups (`torl-sandbox-*`) by holding an exclusive flock on
+# the job root's OWNER_LOCK file and on each cgroup directory; the kernel drops it when the owner dies, however it
+# dies. Start-up cleanup removes only what it can lock itself, never by PID (PIDs differ across PID namespaces).
+POOL_PREFIX = "torl-sandbox-"
+OWNER_LOCK = "owner.lock"
 # The whole environment a worker (and so a snippet) sees. Nothing is inherited from the caller.
 SAFE_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -215,8 +222,8 @@ class LocalSandbox(Sandbox):
         self.start_timeout = start_timeout
         self.plan: IsolationPlan = detect(isolation)
         _remove_stale(self.plan)
-        self.job_root = tempfile.mkdtemp(prefix=f"torl-sandbox-{os.getpid()}-")
-        os.chmod(self.job_root, 0o711)
+        self.job_root, job_root_lock = _own_job_root()
+        self._locks: dict[str, int] = {self.job_root: job_root_lock}  # what this pool owns → its flocked fd
         self._python = python
         self._base_cfg = {
             "preload": list(preload),
@@ -242,7 +249,7 @@ class LocalSandbox(Sandbox):
         self._closed = False
         self.stats = SandboxStats()
         self._executor = ThreadPoolExecutor(max_workers=pool_size + 4, thread_name_prefix="torl-sandbox")
-        self._finalizer = weakref.finalize(self, _shutdown, self._workers, self.job_root, self._cgroups)
+        self._finalizer = weakref.finalize(self, _shutdown, self._workers, self.job_root, self._cgroups, self._locks)
         started = [self._spawn(slot) for slot in range(pool_size)]
         errors = []
         for worker in started:
@@ -282,13 +289,21 @@ class LocalSandbox(Sandbox):
         self._idle.put(worker)
 
     def _make_cgroup(self, root: str, slot: int, limit_file: str | None, value) -> str:
-        path = os.path.join(root, f"torl-{os.getpid()}-{id(self):x}-{slot}")
-        os.makedirs(path, exist_ok=True)
+        """The cgroup of `slot` under `root`: made and flocked on first use, reused by the slot's successors."""
+        suffix = f"-w{slot}"
+        path = next((p for p in self._cgroups if os.path.dirname(p) == root and p.endswith(suffix)), None)
+        if path is None:
+            while True:
+                path = os.path.join(root, f"{POOL_PREFIX}{os.getpid()}-{secrets.token_hex(6)}{suffix}")
+                os.mkdir(path)
+                fd = _lock_new(path, os.O_RDONLY | os.O_DIRECTORY)
+                if fd is not None:
+                    break
+            self._locks[path] = fd
+            self._cgroups.append(path)
         if limit_file:
             with open(os.path.join(path, limit_file), "w") as f:
                 f.write(str(value))
-        if path not in self._cgroups:
-            self._cgroups.append(path)
         return path
 
     def _replace(self, worker: _Worker, why: str) -> None:
@@ -424,37 +439,87 @@ class LocalSandbox(Sandbox):
         self._finalizer()
 
 
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # BlockingIOError: a live process holds it
+        return False
+    return True
+
+
+def _lock_new(lock_path: str, flags: int) -> int | None:
+    """Flock `lock_path` (just created by us); None when a start-up cleanup elsewhere took it first (that one then
+    removes what it locks: make another)."""
+    fd = os.open(lock_path, flags | os.O_CLOEXEC, 0o600)
+    try:
+        if _try_lock(fd) and os.path.samestat(os.fstat(fd), os.stat(lock_path)):
+            return fd
+    except FileNotFoundError:  # locked, but removed by that cleanup before our lock
+        pass
+    os.close(fd)
+    return None
+
+
+def _own_job_root() -> tuple[str, int]:
+    """A fresh job root under the temp directory and the fd that holds its owner lock."""
+    while True:
+        root = tempfile.mkdtemp(prefix=f"{POOL_PREFIX}{os.getpid()}-")
+        os.chmod(root, 0o711)
+        fd = _lock_new(os.path.join(root, OWNER_LOCK), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW)
+        if fd is not None:
+            return root, fd
+
+
 def _remove_stale(plan: IsolationPlan) -> None:
-    """Remove job roots and cgroups left by pools whose process was killed (SIGKILL skips `close()`)."""
-    stale = re.compile(r"torl-(?:sandbox-)?(\d+)-")
-    for root, is_cgroup in ((tempfile.gettempdir(), False), (plan.cgroup_pids, True), (plan.cgroup_memory, True)):
-        if not root:
-            continue
+    """Remove job roots and cgroups left by pools whose process died without `close()` (SIGKILL, OOM kill).
+
+    Stale means: we can take the exclusive flock its owner held for its whole life. A live owner, in any PID
+    namespace, still holds it: its job root and cgroups are never touched. A job root without an owner lock (being
+    created, or left by a torl before this rule) or of another user is not ours to judge and stays.
+    """
+    tmp = tempfile.gettempdir()
+    for name in _listdir(tmp):
+        path = os.path.join(tmp, name)
         try:
-            names = os.listdir(root)
+            st = os.lstat(path)
         except OSError:
             continue
-        for name in names:
-            m = stale.match(name)
-            if not m or _pid_exists(int(m.group(1))):
-                continue
-            path = os.path.join(root, name)
-            if is_cgroup:
-                _kill_cgroup(path)
-                with contextlib.suppress(OSError):
-                    os.rmdir(path)
-            else:
+        if not name.startswith(POOL_PREFIX) or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            continue
+        fd = _lock_stale(os.path.join(path, OWNER_LOCK), os.O_RDONLY | os.O_NOFOLLOW)
+        if fd is not None:
+            try:
                 shutil.rmtree(path, ignore_errors=True)
+            finally:
+                os.close(fd)
+    for root in (plan.cgroup_pids, plan.cgroup_memory):
+        for name in _listdir(root) if root else ():
+            path = os.path.join(root, name)
+            if name.startswith(POOL_PREFIX) and (fd := _lock_stale(path, os.O_RDONLY | os.O_DIRECTORY)) is not None:
+                try:
+                    _remove_cgroup(path)
+                finally:
+                    os.close(fd)
 
 
-def _pid_exists(pid: int) -> bool:
+def _lock_stale(lock_path: str, flags: int) -> int | None:
+    """The fd of `lock_path`, flocked by us: its owner is dead. None when a live owner holds it or it cannot be
+    opened."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        fd = os.open(lock_path, flags | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if _try_lock(fd):
+        return fd
+    os.close(fd)
+    return None
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
 
 
 def _kill_cgroup(path: str) -> None:
@@ -467,19 +532,29 @@ def _kill_cgroup(path: str) -> None:
         pass
 
 
-def _shutdown(workers: dict[int, _Worker], job_root: str, cgroups: list[str]) -> None:
-    """Stop every worker, remove the job directories and the cgroups. Leaves no process behind."""
+def _remove_cgroup(path: str) -> None:
+    """Kill what is left in a cgroup (only possible without a pid namespace) and remove it."""
+    _kill_cgroup(path)
+    for _ in range(50):
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:  # still has (dying) members
+            time.sleep(0.02)
+
+
+def _shutdown(workers: dict[int, _Worker], job_root: str, cgroups: list[str], locks: dict[str, int]) -> None:
+    """Stop every worker, remove the job directories and the cgroups, then drop their owner locks. Leaves no
+    process behind."""
     for worker in list(workers.values()):
         worker.stop()
     workers.clear()
     shutil.rmtree(job_root, ignore_errors=True)
-    for path in cgroups:  # anything still in a worker's cgroup (only possible without a pid namespace) dies now
-        _kill_cgroup(path)
-        for _ in range(50):
-            try:
-                os.rmdir(path)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:  # still has (dying) members
-                time.sleep(0.02)
+    for path in cgroups:
+        _remove_cgroup(path)
+    for fd in locks.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    locks.clear()
