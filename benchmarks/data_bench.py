@@ -64,7 +64,7 @@ def _answer(rng: random.Random) -> str:
 def synthetic_rows(n: int, seed: int = 0) -> list[dict]:
     """NuminaMath-format rows: mostly clean problems, plus proofs, letter answers without choices, multi-part
     questions, free-text answers, long prompts, exact and near copies, and copies of MATH500 problems."""
-    from torl.eval.benchmarks import load_benchmark
+    from torl.data.eval_sets import load_benchmark
 
     rng = random.Random(seed)
     math500 = load_benchmark("math500")

@@ -29,13 +29,13 @@ import sys
 import time
 from pathlib import Path
 
-from torl.models import build_tokenizer
 from torl.rollout import RolloutConfig, extract_code, format_observation, run_rollouts
 from torl.rollout.backends.base import Backend, Generation, GenerationRequest
 from torl.rollout.backends.replay import ReplayBackend
 from torl.rollout.observation import inserted_text
 from torl.rollout.tokens import decode, encode_plain, encode_prompt
 from torl.sandbox import ExecResult, Sandbox
+from torl.train.tiny_model import build_tiny_tokenizer
 
 PROMPT = "What is 1 + 1?"
 
@@ -148,7 +148,7 @@ def measure(tokenizer, scripts, args, *, tool_scale: float, timeout: float, engi
 
 
 def run(args) -> dict:
-    tokenizer = build_tokenizer(seed=0)
+    tokenizer = build_tiny_tokenizer(seed=0)
     token_s = args.token_ms / 1e3
     out: dict = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
                  "params": vars(args).copy(), "scenarios": []}

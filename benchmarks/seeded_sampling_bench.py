@@ -60,8 +60,8 @@ def step_rows(device: str, repeats: int) -> list[dict]:
 
 
 def generate_rows(device: str, repeats: int) -> list[dict]:
-    from torl.models import build_tiny_model
     from torl.rollout import GenerationRequest, build_prompt, make_backend
+    from torl.train.tiny_model import build_tiny_model
 
     with tempfile.TemporaryDirectory() as tmp:
         model = build_tiny_model(Path(tmp) / "tiny", seed=0)

@@ -290,7 +290,7 @@ def bench_update(model, tokenizer, *, micro_batch: int, prompt_len: int, respons
 def gpu_part(a) -> dict:
     import torch
 
-    from torl.models.tiny import build_tokenizer
+    from torl.train.tiny_model import build_tiny_tokenizer
 
     device = a.device or ("cuda" if torch.cuda.is_available() else None)
     if device is None:
@@ -300,7 +300,7 @@ def gpu_part(a) -> dict:
     dtype = torch.bfloat16 if a.weights == "bf16" and device.startswith("cuda") else torch.float32
     name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
     peak = peak_tflops(name, a.peak_tflops)
-    tokenizer = build_tokenizer()
+    tokenizer = build_tiny_tokenizer()
     model = build_random_model(shape, device, dtype)
     n = n_params(model)
     layers, hidden = shape["num_hidden_layers"], shape["hidden_size"]

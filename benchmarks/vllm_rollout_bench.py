@@ -103,7 +103,7 @@ def build_long_tail_model(out: str | Path, *, steps: int = 300, batch_size: int 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from torl.models.tiny import build_tiny_model, fit_responses
+    from torl.train.tiny_model import build_tiny_model, fit_responses
 
     build_tiny_model(out, seed=seed, num_heads=2)
     tok = AutoTokenizer.from_pretrained(out)

@@ -13,7 +13,7 @@ from pathlib import Path
 def vllm_model_dir() -> Path:
     """A tokenizer + Qwen2 LM fitted for a few seconds to TIR transcripts (it writes ```python blocks), with two
     heads of 32 dimensions: vLLM's CPU attention needs head size >= 32."""
-    from torl.models import build_tiny_model
+    from torl.train.tiny_model import build_tiny_model
 
     out = Path(tempfile.mkdtemp(prefix="torl-vllm-tiny-"))
     atexit.register(shutil.rmtree, out, ignore_errors=True)

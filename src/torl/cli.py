@@ -12,7 +12,10 @@ import logging
 import sys
 
 import torl
+from torl.demo.cli import run_demo_config
+from torl.demo.config import is_demo_config
 from torl.errors import UserInputError
+from torl.train.cli import resolve_config_path, run_train, split_flags
 
 # Modules that add subcommands, in the order `torl --help` shows them.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
@@ -37,7 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    sub.choices["train"].set_defaults(func=train_or_demo)
     return parser
+
+
+def train_or_demo(args) -> int:
+    """`torl train CONFIG`: a config with a `demo:` section (configs/demo.yaml) runs the whole demo around its
+    RL phase; any other config is a training run. Dispatched here, above both parts, so neither imports the other
+    upward."""
+    split_flags(args)
+    path, pinned = resolve_config_path(args.config)
+    if not is_demo_config(path):
+        return run_train(args)
+    if args.resume or args.print_config:
+        raise UserInputError(f"{path}: --resume and --print-config do not apply to the demo config")
+    run_demo_config(path, [*pinned, *args.overrides])
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from torl.data.build import FILTER_ORDER, BuildConfig, build_dataset, write_outputs
-from torl.data.readers import parse_source_arg
-from torl.data.schema import read_problems
+from torl.data.build import BuildConfig, build_dataset, write_outputs
+from torl.data.filters import FILTER_ORDER
+from torl.data.readers import parse_source_arg, read_problems
 from torl.data.verl import base_prompt, read_verl_parquet
 from torl.errors import UserInputError
 
@@ -137,7 +137,7 @@ def shipped_build(shared_data):
 
 
 def test_shipped_sources_every_math500_item_is_caught(shipped_build, shared_data):
-    from torl.eval.benchmarks import load_benchmark
+    from torl.data.eval_sets import load_benchmark
 
     r = shipped_build.report
     assert r["n_input"] == 975 + 7474 + 5000 and r["n_input"] == r["n_kept"] + r["n_dropped"]

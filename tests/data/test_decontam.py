@@ -6,7 +6,7 @@ from torl.data.decontam import build_index, shipped_benchmark_items
 
 
 def test_math500_is_found_inside_the_math_test_split(shared_data):
-    from torl.eval.benchmarks import load_benchmark
+    from torl.data.eval_sets import load_benchmark
 
     math500 = load_benchmark("math500")
     index = build_index(("math500", p.id, p.problem) for p in math500)  # built once
@@ -44,7 +44,7 @@ def test_copy_inside_a_longer_problem_and_short_items():
 
 
 def test_shipped_benchmarks_are_all_indexed():
-    from torl.eval.benchmarks import list_benchmarks
+    from torl.data.eval_sets import list_benchmarks
 
     items = shipped_benchmark_items()
     counts = {}

@@ -6,7 +6,8 @@ from fractions import Fraction
 import pytest
 
 from torl.data.limr import LimrConfig, select, write_limr_outputs
-from torl.data.schema import Problem, read_problems, write_problems
+from torl.data.readers import read_problems
+from torl.data.schema import Problem, write_problems
 from torl.errors import UserInputError
 
 # (step, problem, correct flags). K = 2 steps per epoch: epoch 1 = steps 1-2, epoch 2 = steps 3-4.

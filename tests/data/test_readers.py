@@ -70,7 +70,7 @@ def test_deepscaler_json_arrays(shared_data):
 
 def test_math_test_split_gold_matches_math500(shared_data):
     """The last-\\boxed{} rule on MATH solutions gives MATH500's published answers."""
-    from torl.eval.benchmarks import load_benchmark
+    from torl.data.eval_sets import load_benchmark
 
     items, _ = read_source(parse_source_arg(f"math={shared_data / 'raw' / 'math_test5000.jsonl'}"))
     assert len(items) == 5000 and all(i.answer_from == "boxed" for i in items)

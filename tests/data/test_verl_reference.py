@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from torl.cli import main
-from torl.data.schema import read_problems
+from torl.data.readers import read_problems
 from torl.data.verl import REFERENCE_SYSTEM_MESSAGE, derived_id, read_verl_parquet
 from torl.errors import UserInputError
 
@@ -132,7 +132,7 @@ def test_train_files_and_validation_files(reference_file):
 
 
 def test_eval_benchmarks_one_per_data_source(reference_file):
-    from torl.eval.benchmarks import resolve_benchmarks
+    from torl.data.eval_sets import resolve_benchmarks
 
     found = resolve_benchmarks([str(reference_file)])
     assert {k: [p.id for p in v] for k, v in found.items()} == {"aime24": ["r0", "r1", "r0#2", "r1#2"],

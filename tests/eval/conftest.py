@@ -7,15 +7,15 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from torl.models import build_tokenizer
+    from torl.train.tiny_model import build_tiny_tokenizer
 
-    return build_tokenizer()
+    return build_tiny_tokenizer()
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A tiny Qwen2 model fitted for a few seconds to the demo TIR corpus: it writes ```python blocks."""
-    from torl.models import build_tiny_model
+    from torl.train.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model"), train_steps=80)
 

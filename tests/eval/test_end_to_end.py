@@ -7,12 +7,12 @@ import subprocess
 import sys
 
 from torl.cli import main
-from torl.models import demo_problems
 from torl.reward import extract_answer, grade_many
+from torl.train.tiny_model import arithmetic_problems
 
 
 def test_torl_eval_tiny_model_transformers_real_sandbox(tmp_path, tiny_model_dir, capsys):
-    problems = demo_problems(4, seed=123)
+    problems = arithmetic_problems(4, seed=123)
     bench = tmp_path / "arith.jsonl"
     bench.write_text("".join(json.dumps({"q": p.problem, "a": int(p.answer)}) + "\n" for p in problems))
     out = tmp_path / "eval"

@@ -9,7 +9,7 @@ import pytest
 from tests.threads import one_torch_thread
 
 from torl.cli import main
-from torl.models import demo_problems
+from torl.train.tiny_model import arithmetic_problems
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +31,7 @@ def _samples(out) -> list[dict]:
 def test_torl_eval_seed_reproduces_samples_across_batching_and_resume(tmp_path, tiny_model_dir, capsys):
     bench = tmp_path / "arith.jsonl"
     bench.write_text("".join(json.dumps({"q": p.problem, "a": int(p.answer)}) + "\n"
-                             for p in demo_problems(4, seed=8)))
+                             for p in arithmetic_problems(4, seed=8)))
     whole, resumed, other = tmp_path / "whole", tmp_path / "resumed", tmp_path / "other"
 
     assert _eval(tiny_model_dir, bench, whole, "--seed", "1") == 0

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from torl.data.eval_sets import load_benchmark
 from torl.errors import UserInputError
-from torl.eval.benchmarks import load_benchmark
 from torl.eval.runner import EvalConfig, evaluate
 from torl.eval.samples import read_samples
 

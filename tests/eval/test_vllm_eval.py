@@ -9,13 +9,13 @@ import pytest
 from tests.engine_models import vllm_model_dir
 
 from torl.cli import main
-from torl.models import demo_problems
+from torl.train.tiny_model import arithmetic_problems
 
 pytestmark = pytest.mark.engines
 
 
 def test_torl_eval_backend_vllm_matches_transformers(tmp_path, capfd):
-    problems = demo_problems(4, seed=123)
+    problems = arithmetic_problems(4, seed=123)
     bench = tmp_path / "arith.jsonl"
     bench.write_text("".join(json.dumps({"q": p.problem, "a": int(p.answer)}) + "\n" for p in problems))
     runs = {}

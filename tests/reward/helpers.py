@@ -13,7 +13,7 @@ DATA = Path(__file__).parent / "data"
 def _benchmarks_dir() -> Path:
     """The raw benchmark files: the copies shipped in torl.eval, else the shared data directory."""
     try:
-        from torl.eval.benchmarks import DATA_DIR
+        from torl.data.eval_sets import DATA_DIR
 
         if (DATA_DIR / "math500" / "test.jsonl").is_file():
             return DATA_DIR

@@ -62,7 +62,7 @@ def test_different_golds_are_not_equal(grader, name):
 
 
 def test_golds_from_the_packaged_loader(grader):
-    benchmarks = pytest.importorskip("torl.eval.benchmarks")
+    benchmarks = pytest.importorskip("torl.data.eval_sets")
     for name in BENCHMARK_NAMES:
         raw = raw_golds(name)
         problems = benchmarks.load_benchmark(name)

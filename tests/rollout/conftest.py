@@ -21,7 +21,7 @@ def _one_torch_thread():
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
     """A tokenizer + randomly initialised Qwen2 LM (~0.1 M parameters)."""
-    from torl.models import build_tiny_model
+    from torl.train.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-random"), seed=0)
 
@@ -29,7 +29,7 @@ def tiny_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained_dir(tmp_path_factory):
     """The same, fitted for a few seconds to TIR arithmetic transcripts: it writes ```python blocks."""
-    from torl.models import build_tiny_model
+    from torl.train.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-trained"), seed=0, train_steps=250)
 

@@ -6,13 +6,13 @@ import pytest
 
 from torl.cli import main
 from torl.data import write_problems
-from torl.models import demo_problems
+from torl.train.tiny_model import arithmetic_problems
 
 
 @pytest.fixture
 def problems(tmp_path):
     path = tmp_path / "problems.jsonl"
-    write_problems(demo_problems(3, seed=21), path)
+    write_problems(arithmetic_problems(3, seed=21), path)
     return path
 
 

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from torl.models import build_tiny_model, demo_problems
 from torl.rollout import GenerationRequest, build_prompt, make_backend
+from torl.train.tiny_model import arithmetic_problems, build_tiny_model
 
 
 def test_tiny_model_is_a_normal_model_directory(tiny_dir):
@@ -34,8 +34,8 @@ def test_tiny_model_is_deterministic_given_a_seed(tmp_path, tiny_dir):
 
 
 def test_demo_problems():
-    problems = demo_problems(5, seed=2)
-    assert len(problems) == 5 and problems == demo_problems(5, seed=2)
+    problems = arithmetic_problems(5, seed=2)
+    assert len(problems) == 5 and problems == arithmetic_problems(5, seed=2)
     for p in problems:
         a, op, b = p.problem.removeprefix("What is ").removesuffix("?").split()
         assert str(eval(f"{a} {op} {b}")) == p.answer  # noqa: S307 - our own generated arithmetic

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from torl.models import demo_problems
 from torl.rollout import RolloutConfig, build_prompt, format_observation, make_backend, run_rollouts
+from torl.train.tiny_model import arithmetic_problems
 
 from .conftest import check_invariants
 
@@ -14,7 +14,7 @@ from .conftest import check_invariants
 @pytest.mark.parametrize("c", [0, 1])
 def test_random_model(tiny_dir, local_sandbox, c):
     backend = make_backend("transformers", tiny_dir, device="cpu", seed=0)
-    prompts = [build_prompt(p.problem) for p in demo_problems(2, seed=3) for _ in range(3)]
+    prompts = [build_prompt(p.problem) for p in arithmetic_problems(2, seed=3) for _ in range(3)]
     results = run_rollouts(prompts, backend=backend, sandbox=local_sandbox,
                            config=RolloutConfig(max_tool_calls=c, max_response_tokens=40))
     assert len(results) == 6
@@ -27,7 +27,7 @@ def test_random_model(tiny_dir, local_sandbox, c):
 
 def test_trained_model_runs_its_code_in_the_local_sandbox(trained_dir, local_sandbox):
     backend = make_backend("transformers", trained_dir, device="cpu", seed=0)
-    prompts = [build_prompt(p.problem) for p in demo_problems(4, seed=11) for _ in range(2)]
+    prompts = [build_prompt(p.problem) for p in arithmetic_problems(4, seed=11) for _ in range(2)]
     results = run_rollouts(prompts, backend=backend, sandbox=local_sandbox,
                            config=RolloutConfig(max_tool_calls=1, max_response_tokens=96))
     calls = [tc for r in results for tc in r.tool_calls]
@@ -46,7 +46,7 @@ def test_sampled_ids_and_logprobs_are_what_training_sees(trained_dir, local_sand
     """Token-in/token-out: a forward pass over prompt + completion (observations included) gives the sampler's
     logprobs at every model token, in every round — no re-tokenisation drift."""
     backend = make_backend("transformers", trained_dir, device="cpu", seed=1)
-    prompts = [build_prompt(p.problem) for p in demo_problems(3, seed=5)]
+    prompts = [build_prompt(p.problem) for p in arithmetic_problems(3, seed=5)]
     results = run_rollouts(prompts, backend=backend, sandbox=local_sandbox,
                            config=RolloutConfig(max_tool_calls=2, max_response_tokens=96, temperature=1.0))
     assert any(r.num_executions for r in results)

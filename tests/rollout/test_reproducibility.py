@@ -11,10 +11,10 @@ import torch
 
 from torl.cli import main
 from torl.data import write_problems
-from torl.models import demo_problems
 from torl.rollout import GenerationRequest, RolloutConfig, build_prompt, make_backend, run_rollouts
 from torl.rollout.backends.transformers_backend import SeededSampler
 from torl.rollout.seeds import derive_seed
+from torl.train.tiny_model import arithmetic_problems
 
 from .test_openai_backend import SCRIPTS, STOP, _backend, fake_vllm  # noqa: F401 - fake_vllm is a fixture
 
@@ -118,7 +118,7 @@ def _without(row: dict, key: str) -> dict:
 
 def test_torl_rollout_seed_gives_the_same_samples(trained_dir, tmp_path):
     problems = tmp_path / "problems.jsonl"
-    write_problems(demo_problems(3, seed=5), problems)
+    write_problems(arithmetic_problems(3, seed=5), problems)
     a = _rollout(trained_dir, problems, tmp_path / "a.jsonl", "--seed", "1")
     b = _rollout(trained_dir, problems, tmp_path / "b.jsonl", "--seed", "1", "--batch-size", "2")
     c = _rollout(trained_dir, problems, tmp_path / "c.jsonl", "--seed", "2")

@@ -13,7 +13,7 @@ import pytest
 from tests.engine_models import vllm_model_dir
 from torl.cli import main
 from torl.data import write_problems
-from torl.models import demo_problems
+from torl.train.tiny_model import arithmetic_problems
 
 pytestmark = pytest.mark.engines
 
@@ -22,7 +22,7 @@ def test_torl_rollout_backend_vllm(tmp_path, capfd):
     from transformers import AutoTokenizer
 
     problems = tmp_path / "problems.jsonl"
-    write_problems(demo_problems(3, seed=21), problems)
+    write_problems(arithmetic_problems(3, seed=21), problems)
     out = tmp_path / "rollouts.jsonl"
     model = vllm_model_dir()
     argv = ["rollout", "--backend", "vllm", "--model", str(model), "--input", str(problems), "--out", str(out),

@@ -23,7 +23,7 @@ TINY_CPU = REPO / "configs" / "tiny_cpu.yaml"
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A randomly initialised tiny Qwen2 model + tokenizer (built once per session, a few seconds)."""
-    from torl.models.tiny import build_tiny_model
+    from torl.train.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model") / "model", seed=0)
 

@@ -36,7 +36,7 @@ def test_torl_train_and_plot(tmp_path, tiny_model, capsys):
     assert "Running training" in (run_dir / "train.log").read_text()
 
     # sample dumps in the fixed format, graded for real
-    from torl.data.schema import read_problems
+    from torl.data.readers import read_problems
 
     problems = {p.id: p for p in read_problems(saved.data.train_files[0])}
     for step in (1, 2):

@@ -35,7 +35,7 @@ def test_server_mode_ranks_wait_for_the_weight_push(mode, waits, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_model_h32(tmp_path_factory):
-    from torl.models.tiny import build_tiny_model
+    from torl.train.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny_h32") / "model", seed=0, num_heads=2)
 

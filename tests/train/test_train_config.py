@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from torl.config import parse_override
 from torl.errors import UserInputError
-from torl.train.config import load_config, non_resumable_changes, parse_override
+from torl.train.config import load_config, non_resumable_changes
 
 from .conftest import REPO, TINY_CPU
 

@@ -39,7 +39,7 @@ def vllm_env():
 
 @pytest.fixture(scope="module")
 def vllm_tiny_model(tmp_path_factory):
-    from torl.models.tiny import build_tiny_model
+    from torl.train.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("vllm_tiny") / "model", seed=0, num_heads=2)
 

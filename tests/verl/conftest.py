@@ -106,8 +106,8 @@ class TransformersServer:
 def verl_parquet(tmp_path_factory, tiny_model) -> Path:
     """A torl training parquet written by torl's own writer (what `torl data build` writes)."""
     from torl.data.verl import write_verl_parquet
-    from torl.models import demo_problems
+    from torl.train.tiny_model import arithmetic_problems
 
     path = tmp_path_factory.mktemp("verl-data") / "train.parquet"
-    write_verl_parquet(demo_problems(4, seed=3), path)
+    write_verl_parquet(arithmetic_problems(4, seed=3), path)
     return path

@@ -2,8 +2,8 @@
 
 from torl.data.build import BuildConfig, BuildResult, build_dataset, write_outputs
 from torl.data.limr import LimrConfig, LimrResult, limr_scores, select
-from torl.data.readers import SourceSpec, parse_source_arg, read_source
-from torl.data.schema import Problem, read_problems, write_problems
+from torl.data.readers import SourceSpec, parse_source_arg, read_problems, read_source
+from torl.data.schema import Problem, write_problems
 from torl.data.verl import read_verl_parquet, write_verl_parquet
 
 __all__ = [

@@ -36,11 +36,6 @@ from torl.data.textnorm import compact_key
 from torl.data.verl import base_prompt, write_verl_parquet
 from torl.errors import UserInputError
 
-FILTER_ORDER = (
-    "invalid_row", "missing_fields", "proof", "multiple_choice", "multi_part", "free_text_answer",
-    "unparseable_answer", "prompt_too_long", "contaminated", "exact_duplicate", "near_duplicate",
-)
-
 
 @dataclass
 class BuildConfig:

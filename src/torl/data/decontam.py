@@ -79,8 +79,8 @@ def build_index(
 
 
 def shipped_benchmark_items(names: Sequence[str] | None = None) -> list[tuple[str, str, str]]:
-    """(benchmark, id, problem) for the shipped benchmarks (`torl.eval.benchmarks`), all of them by default."""
-    from torl.eval.benchmarks import list_benchmarks, load_benchmark
+    """(benchmark, id, problem) for the shipped benchmarks (`torl.data.eval_sets`), all of them by default."""
+    from torl.data.eval_sets import list_benchmarks, load_benchmark
 
     available = list_benchmarks()
     names = list(available) if names is None else list(names)

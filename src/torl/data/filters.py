@@ -73,6 +73,13 @@ _NON_PROSE_TEXT = """
 """
 _NON_PROSE = frozenset(_NON_PROSE_TEXT.split())
 
+# the order `torl.data.build` applies the filters in (and reports them): each item is counted once, by the
+# first filter that drops it
+FILTER_ORDER = (
+    "invalid_row", "missing_fields", "proof", "multiple_choice", "multi_part", "free_text_answer",
+    "unparseable_answer", "prompt_too_long", "contaminated", "exact_duplicate", "near_duplicate",
+)
+
 
 def prose_words(answer: str) -> list[str]:
     """The natural-language words of an answer: words of 2+ letters inside \\text{}-like wrappers and bare runs of

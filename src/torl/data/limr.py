@@ -243,7 +243,7 @@ def plot_scores(result: LimrResult, threshold: float, path: str | Path) -> Path:
 
 def load_pool(path: str | Path) -> list:
     """The problems a run trained on: torl schema (.jsonl/.parquet) or a veRL parquet."""
-    from torl.data.schema import read_problems
+    from torl.data.readers import read_problems
 
     path = Path(path)
     if path.suffix == ".parquet":

@@ -20,7 +20,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from torl.data.answers import boxed_contents, other_boxed
+from torl.data.schema import Problem, iter_jsonl
+from torl.data.verl import is_verl_columns, read_verl_parquet, verl_row_fields
 from torl.errors import UserInputError
 
 FORMATS = ("numina", "math", "deepscaler", "generic", "verl")
@@ -182,8 +186,6 @@ def _json_rows(path: Path) -> Iterator[tuple[str, object, str | None]]:
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[str, object, str | None]]:
-    import pyarrow.parquet as pq
-
     try:
         pf = pq.ParquetFile(path)
     except Exception as e:  # pyarrow raises several types for a bad file
@@ -317,7 +319,6 @@ def row_to_item(spec: SourceSpec, row: object, where: str, item_id: str) -> RawI
 
 def _verl_item(spec: SourceSpec, row: dict, where: str, item_id: str) -> RawItem:
     """A veRL / reference row (chat `prompt`, `reward_model.ground_truth`, `extra_info`) -> RawItem."""
-    from torl.data.verl import verl_row_fields
 
     f = verl_row_fields(row)
     meta = {"origin": where, "answer_from": "answer"}
@@ -382,3 +383,17 @@ def read_source(
             f"(format {spec.format!r}); map it with --columns {spec.label}:problem=COLUMN"
         )
     return items, invalid
+
+
+def read_problems(path: str | Path) -> list[Problem]:
+    """Read problems from a .jsonl or .parquet file in torl's schema, or a veRL/reference parquet (TORL-SPEC §2).
+    Errors name file:line and field."""
+    path = Path(path)
+    if not path.exists():
+        raise UserInputError(f"{path}: no such file")
+    if path.suffix == ".parquet":
+        table = pq.read_table(path)
+        if is_verl_columns(table.column_names):  # a veRL / reference file (TORL-SPEC §2)
+            return read_verl_parquet(path)
+        return [Problem.from_dict(r, where=f"{path}:row {i}") for i, r in enumerate(table.to_pylist())]
+    return [Problem.from_dict(d, where=f"{path}:{lineno}") for lineno, d in iter_jsonl(path)]

@@ -6,6 +6,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from torl.data.answers import answer_type
+from torl.data.filters import FILTER_ORDER
 from torl.data.schema import Problem
 
 
@@ -32,7 +33,6 @@ def build_report(
     n_examples: int = 5,
 ) -> dict:
     """The report as a JSON-ready dict. Invariant: n_input == n_kept + sum of every filter count."""
-    from torl.data.build import FILTER_ORDER
 
     per_filter: dict[str, Counter] = {name: Counter() for name in FILTER_ORDER}
     examples: dict[str, list] = defaultdict(list)

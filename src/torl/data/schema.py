@@ -43,24 +43,6 @@ class Problem:
         return cls(id=str(d["id"]), problem=d["problem"], answer=d["answer"], source=str(d.get("source") or ""), meta=meta)
 
 
-def read_problems(path: str | Path) -> list[Problem]:
-    """Read problems from a .jsonl or .parquet file in torl's schema, or a veRL/reference parquet (TORL-SPEC §2).
-    Errors name file:line and field."""
-    path = Path(path)
-    if not path.exists():
-        raise UserInputError(f"{path}: no such file")
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        from torl.data.verl import is_verl_columns, read_verl_parquet
-
-        table = pq.read_table(path)
-        if is_verl_columns(table.column_names):  # a veRL / reference file (TORL-SPEC §2)
-            return read_verl_parquet(path)
-        return [Problem.from_dict(r, where=f"{path}:row {i}") for i, r in enumerate(table.to_pylist())]
-    return [Problem.from_dict(d, where=f"{path}:{lineno}") for lineno, d in iter_jsonl(path)]
-
-
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-blank line; a line that is not a JSON object stops with file:line."""
     path = Path(path)

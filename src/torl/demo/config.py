@@ -14,10 +14,18 @@ from pathlib import Path
 
 import yaml
 
+from torl.config import apply_overrides, from_dict, override_keys
 from torl.demo.model import DemoModelConfig
 from torl.demo.problems import LEVELS
 from torl.demo.warmstart import WarmStartConfig
 from torl.errors import UserInputError
+from torl.train.config import (
+    TorlTrainConfig,
+    check_environment,
+    gradient_accumulation_steps,
+    read_config_file,
+    validate,
+)
 
 DEMO_KEY = "demo"
 DEFAULT_RUN_DIR = "runs/demo"
@@ -115,14 +123,6 @@ def load_demo_config(path: str | Path | None = None, overrides: list[str] | tupl
 
     Every key is checked (the train sections by torl.train's own loader, `demo.*` against `DemoSection`);
     errors name the file, line and key."""
-    from torl.train.config import (
-        TorlTrainConfig,
-        _override_keys,
-        apply_override,
-        from_dict,
-        read_config_file,
-    )
-
     lines: dict[str, int] = {}
     where = "<defaults>"
     if path is None:
@@ -131,9 +131,8 @@ def load_demo_config(path: str | Path | None = None, overrides: list[str] | tupl
         raw, lines = read_config_file(path)
         where = str(path)
     raw = copy.deepcopy(raw)
-    for item in overrides:
-        apply_override(raw, item)
-    overridden = _override_keys(overrides)
+    apply_overrides(raw, overrides)
+    overridden = override_keys(overrides)
     demo_raw = raw.pop(DEMO_KEY, None)
     if demo_raw is None:
         raise UserInputError(f"{where}: no `{DEMO_KEY}:` section (is this a demo config?)")
@@ -153,8 +152,6 @@ def complete_train_config(plan: DemoPlan, *, model_path: Path, train_file: Path,
                           run_dir: Path):
     """The validated `TorlTrainConfig` of the RL phase: the plan's train sections with the demo's model,
     problem files and run directory filled in."""
-    from torl.train.config import TorlTrainConfig, from_dict, validate
-
     raw = copy.deepcopy(plan.train_raw)
     raw["run_dir"] = str(run_dir)
     raw.setdefault("model", {})["path"] = str(model_path)
@@ -165,19 +162,18 @@ def complete_train_config(plan: DemoPlan, *, model_path: Path, train_file: Path,
         val["every"], val["at_start"] = 0, False
     cfg = from_dict(TorlTrainConfig, raw, where=plan.where, lines=plan.lines, overridden=plan.overridden)
     validate(cfg, where=plan.where, lines=plan.lines)
+    check_environment(cfg, where=plan.where, lines=plan.lines)
     return cfg
 
 
 def preflight(plan: DemoPlan) -> None:
     """Check the train sections completely (cross-field rules, batch arithmetic) before minutes are spent
-    building the model: with stand-in model and problem files, since the real ones do not exist yet."""
-    import tempfile
-
-    from torl.train.trainer import gradient_accumulation_steps
-
-    with tempfile.TemporaryDirectory(prefix="torl-demo-preflight-") as tmp:
-        problems = Path(tmp) / "problems.jsonl"
-        problems.write_text("", encoding="utf-8")
-        cfg = complete_train_config(plan, model_path=Path(tmp), train_file=problems, val_file=problems,
-                                    run_dir=plan.run_dir / "train")
-        gradient_accumulation_steps(cfg, 1)
+    building the model; the model and problem files are checked when they exist (`complete_train_config`)."""
+    raw = copy.deepcopy(plan.train_raw)
+    raw["run_dir"] = str(plan.run_dir / "train")
+    raw.setdefault("model", {})["path"] = "<the warm-started demo model>"
+    raw.setdefault("data", {})["train_files"] = ["<the demo's training problems>"]
+    raw.setdefault("validation", {})["files"] = ["<the demo's held-out problems>"]
+    cfg = from_dict(TorlTrainConfig, raw, where=plan.where, lines=plan.lines, overridden=plan.overridden)
+    validate(cfg, where=plan.where, lines=plan.lines)
+    gradient_accumulation_steps(cfg, 1)

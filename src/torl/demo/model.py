@@ -53,7 +53,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
     """A byte-level BPE `PreTrainedTokenizerFast` trained on `texts` (Llama 3 pre-tokenisation)."""
     from transformers import PreTrainedTokenizerFast
 
-    from torl.models.tiny import train_byte_level_bpe
+    from torl.train.tiny_model import train_byte_level_bpe
 
     tok = train_byte_level_bpe(itertools.chain(texts, NUMBER_CHUNKS), pattern=PRETOKENIZE_PATTERN,
                                vocab_size=vocab_size, special_tokens=[EOS])

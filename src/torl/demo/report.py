@@ -65,7 +65,7 @@ def build_report(*, before: dict, after: dict, run_dir: Path, plots_dir: Path, m
                  files: dict, model_dir: Path, warm_dir: Path, seconds: dict, wall_seconds: float, train_cfg,
                  demo, eval_dir: Path) -> dict:
     """The report.json object."""
-    from torl.data.schema import read_problems
+    from torl.data.readers import read_problems
 
     dyn = training_dynamics(run_dir)
     heldout = Path(files["heldout"])

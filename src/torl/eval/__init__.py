@@ -6,7 +6,7 @@
 - `load_results`, `compare_runs`, `REFERENCE_RESULTS`: results.json and the paper's rows.
 """
 
-from torl.eval.benchmarks import list_benchmarks, load_benchmark, load_benchmark_file
+from torl.data.eval_sets import list_benchmarks, load_benchmark, load_benchmark_file
 from torl.eval.metrics import avg_at_k, benchmark_metrics, majority_correct, pass_at_k
 from torl.eval.results import REFERENCE_RESULTS, compare_runs, load_results
 from torl.eval.runner import EvalConfig, evaluate

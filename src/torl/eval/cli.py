@@ -228,7 +228,7 @@ def check_server(base_url: str, timeout: float = 5.0) -> None:
 
 def run_eval_command(args: argparse.Namespace) -> int:
     if args.list:
-        from torl.eval.benchmarks import BENCHMARKS
+        from torl.data.eval_sets import BENCHMARKS
 
         width = max(map(len, BENCHMARKS))
         for name, spec in BENCHMARKS.items():
@@ -240,7 +240,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
         print(compare_runs(args.compare or [], args.reference), end="")
         return 0
 
-    from torl.eval.benchmarks import resolve_benchmarks
+    from torl.data.eval_sets import resolve_benchmarks
     from torl.eval.runner import EvalConfig, check_resumable, rollout_config, run_record
     from torl.rollout import get_template
 

@@ -12,8 +12,8 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from torl.data.eval_sets import BENCHMARKS, PAPER_BENCHMARKS
 from torl.errors import UserInputError
-from torl.eval.benchmarks import BENCHMARKS, PAPER_BENCHMARKS
 from torl.eval.metrics import BenchmarkMetrics, macro_average
 
 RESULTS_JSON = "results.json"

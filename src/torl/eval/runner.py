@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from torl.data.eval_sets import PAPER_BENCHMARKS, resolve_benchmarks
 from torl.data.schema import Problem
 from torl.errors import UserInputError
-from torl.eval.benchmarks import PAPER_BENCHMARKS, resolve_benchmarks
 from torl.eval.metrics import BenchmarkMetrics, benchmark_metrics
 from torl.eval.results import build_results, write_results
 from torl.eval.samples import SampleWriter, read_samples

@@ -163,7 +163,7 @@ def _strip_trailing_text_unit(s: str) -> str:
     return head if after_number or after_symbol else s
 
 
-def _split_top_level(s: str, sep: str = ",") -> list[str]:
+def split_top_level(s: str, sep: str = ",") -> list[str]:
     """Split at `sep` outside (), [], {} (escaped `\\{`, `\\}` count as brackets)."""
     parts, depth, start, i, n = [], 0, 0, 0, len(s)
     while i < n:
@@ -190,7 +190,7 @@ def _strip_assignments(s: str) -> tuple[str, str]:
     the assigned variable when the answer is one removed plain-variable assignment, else "")."""
     if "=" not in s:
         return s, ""
-    parts = _split_top_level(s)
+    parts = split_top_level(s)
     out = []
     assigned = ""
     for part in parts:

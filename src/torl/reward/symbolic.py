@@ -33,7 +33,7 @@ from math_verify import LatexExtractionConfig, parse, verify
 from sympy import FiniteSet as SympyFiniteSet
 from sympy import Float, Interval, MatrixBase, Tuple
 
-from torl.reward.normalize import NormalizedAnswer, _split_top_level
+from torl.reward.normalize import NormalizedAnswer, split_top_level
 from torl.reward.values import DEFAULT_REL_TOL, Num, decimal_rule, parse_value
 
 logging.getLogger("math_verify").setLevel(logging.CRITICAL)
@@ -192,7 +192,7 @@ def _equation_sides(answer: NormalizedAnswer) -> tuple[str, str] | None:
     if answer.assigned:
         return answer.assigned, answer.text
     text = answer.text
-    if text.count("=") != 1 or _OTHER_RELATION.search(text) or len(_split_top_level(text)) > 1:
+    if text.count("=") != 1 or _OTHER_RELATION.search(text) or len(split_top_level(text)) > 1:
         return None
     lhs, rhs = (side.strip() for side in text.split("="))
     return (lhs, rhs) if lhs and rhs else None

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from torl.reward.normalize import NormalizedAnswer, _split_top_level
+from torl.reward.normalize import NormalizedAnswer, split_top_level
 
 MAX_EXACT_CHARS = 1000  # longer answers skip the exact path
 MAX_POW_EXPONENT = 4096
@@ -417,7 +417,7 @@ def _parse(s: str, percent: bool, depth: int) -> Value:
     outer = _outer_brackets(s)
     if outer:
         opening, inner, closing = outer
-        parts = _split_top_level(inner)
+        parts = split_top_level(inner)
         if len(parts) == 1 and opening != "{":
             return _parse_number(s, percent)  # a parenthesised expression
         items = tuple(_parse(p, False, depth + 1) for p in parts)
@@ -430,7 +430,7 @@ def _parse(s: str, percent: bool, depth: int) -> Value:
         if opening == "(" and closing == ")" or opening == "[" and closing == "]":
             return Seq("tuple", items)
         raise _Fail
-    parts = _split_top_level(s)
+    parts = split_top_level(s)
     if len(parts) > 1:
         return Seq("list", tuple(_parse_item(p, depth + 1) for p in parts))
     if "\\pm" in s:

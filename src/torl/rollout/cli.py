@@ -46,7 +46,7 @@ def register(subparsers) -> None:
 
 
 def _rollout(args: argparse.Namespace) -> int:
-    from torl.data.schema import read_problems
+    from torl.data.readers import read_problems
     from torl.rollout import RolloutConfig, get_template, make_backend
     from torl.rollout.engine import run_rollouts
     from torl.rollout.seeds import derive_seed

@@ -13,6 +13,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from torl.sandbox.http_bench import bench_http
+from torl.sandbox.local import LocalSandbox
+
 SNIPPETS = {
     "trivial": "print(2**100)",
     "sympy": "import sympy; print(sympy.factorint(2**64-1))",
@@ -51,8 +54,6 @@ def run_bench(
     http_concurrency: int = 32, pool_size: int | None = None, out: str | Path | None = None,
 ) -> dict:
     """Measure and print the table; write JSON to `out` when given. Returns the results."""
-    from torl.sandbox.local import LocalSandbox
-
     results: dict = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "snippets": SNIPPETS}
     with LocalSandbox(pool_size=pool_size) as sandbox:
         results["pool_size"] = sandbox.pool_size
@@ -81,8 +82,6 @@ def run_bench(
             "fresh_python_snippets_per_s": _throughput(_fresh_python, code, n_baseline, os.cpu_count() or 1),
         }
         if http:
-            from torl.sandbox.server import bench_http
-
             results["http"] = bench_http(sandbox, n=http_n, concurrency=http_concurrency)
     print(format_table(results))
     if out is not None:

@@ -8,8 +8,10 @@ import statistics
 import time
 
 import httpx
+from tqdm import tqdm
 
 from torl.sandbox.base import Sandbox
+from torl.sandbox.server import ServerThread, create_app
 
 __all__ = ["bench_http"]
 
@@ -38,7 +40,6 @@ def bench_http(
     if isinstance(target, str):
         return asyncio.run(_bench(target.rstrip("/"), n, concurrency, code, expect_stdout, run_timeout, warmup,
                                   progress))
-    from torl.sandbox.server import ServerThread, create_app
 
     app = create_app(target) if isinstance(target, Sandbox) else target
     with ServerThread(app) as server:
@@ -53,8 +54,6 @@ async def _bench(url: str, n: int, concurrency: int, code: str, expect_stdout: s
     failures: list[str] = []
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=n, desc=f"POST /run_code x{concurrency}", unit="req")
 
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=run_timeout + 60, trust_env=False) as client:

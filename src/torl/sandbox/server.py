@@ -40,7 +40,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from torl.sandbox.base import ExecResult, Sandbox
-from torl.sandbox.http_bench import bench_http
 
 __all__ = [
     "RunCodeRequest",
@@ -51,7 +50,6 @@ __all__ = [
     "serve",
     "serve_local",
     "ServerThread",
-    "bench_http",
     "SANDBOX_FUSION_LANGUAGES",
 ]
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from torl.errors import UserInputError
+from torl.train.config import gradient_accumulation_steps, load_config
 
 TRAIN_EPILOG = """\
 examples:
@@ -78,22 +79,12 @@ def resolve_config_path(arg: str) -> tuple[Path, list[str]]:
 
 
 def run_train(args) -> int:
-    from torl.train.config import load_config
-
+    """`torl train CONFIG [KEY=VALUE ...]`: one training run (`torl.cli` sends demo configs to `torl.demo`)."""
     split_flags(args)
     path, pinned = resolve_config_path(args.config)
-    from torl.demo.config import is_demo_config
-
-    if is_demo_config(path):  # configs/demo.yaml: the whole demo around the RL run
-        if args.resume or args.print_config:
-            raise UserInputError(f"{path}: --resume and --print-config do not apply to the demo config")
-        from torl.demo.cli import run_demo_config
-
-        run_demo_config(path, [*pinned, *args.overrides])
-        return 0
     cfg = load_config(path, [*pinned, *args.overrides])
     if args.print_config:
-        from torl.train.trainer import gradient_accumulation_steps, world_size
+        from torl.train.trainer import world_size
 
         n = world_size()
         print(cfg.to_yaml(), end="")

@@ -7,7 +7,7 @@ line and the dotted key ("configs/x.yaml:12: grpo.clip_ratio: expected a number,
 Paths: data files and validation files given *in a config file* are relative to that file's directory; paths
 given on the command line, `run_dir`, and `model.path` when no such directory exists next to the config are
 taken as given (relative to the current directory). `model.path` may be a local model directory, a hub id, or
-`tiny://` (a tiny random Qwen2-style model built locally by `torl.models.tiny.build_tiny_model`, cached
+`tiny://` (a tiny random Qwen2-style model built locally by `torl.train.tiny_model.build_tiny_model`, cached
 under `model.tiny_cache`, default `~/.cache/torl/tiny_model`).
 """
 
@@ -15,21 +15,24 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
+import inspect
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 
+from torl.config import apply_overrides, config_error, from_dict, override_keys, read_yaml
+from torl.data.eval_sets import PAPER_BENCHMARKS, list_benchmarks
 from torl.errors import UserInputError
 from torl.reward.score import RewardConfig
 from torl.rollout.config import RolloutConfig
+from torl.rollout.templates import TEMPLATES
+from torl.train.tiny_model import build_tiny_model
 
 TINY_MODEL = "tiny://"
-PAPER_BENCHMARKS = ["aime24", "aime25", "math500", "olympiadbench", "amc23"]
 # keys whose change does not alter the optimisation: a resumed run may change them
 RESUMABLE_CHANGES = ("train.max_steps", "train.save_every", "train.save_total_limit", "logging.", "validation.",
                      "engine.sandbox", "engine.sandbox_workers", "engine.generation_batch_size")
@@ -41,7 +44,7 @@ class ModelConfig:
     keep float32 master weights and let train.precision=bf16 run the compute in bf16 (with lr 1e-6, updates to
     bf16 weights are mostly rounded away).
     gradient_checkpointing: recompute activations in the backward pass (memory for time).
-    tiny: keyword arguments of `torl.models.tiny.build_tiny_model` for `tiny://` (e.g. train_steps: 100 to
+    tiny: keyword arguments of `torl.train.tiny_model.build_tiny_model` for `tiny://` (e.g. train_steps: 100 to
     warm it up on TIR transcripts). tiny_cache: where `tiny://` models are built (default
     ~/.cache/torl/tiny_model; one subdirectory per set of arguments, reused)."""
 
@@ -207,20 +210,8 @@ def read_config_file(path: str | Path) -> tuple[dict, dict[str, int]]:
 
     Raises UserInputError naming the file (and line) when it is missing, not YAML, or not a mapping.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"{path}: no such config file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        raw = yaml.safe_load(text) or {}
-        lines = _key_lines(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f":{mark.line + 1}" if mark is not None else ""
-        raise UserInputError(f"{path}{at}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
-    if not isinstance(raw, dict):
-        raise UserInputError(f"{path}: expected a mapping of config sections, got {type(raw).__name__}")
-    _resolve_input_paths(raw, path.resolve().parent)
+    raw, lines = read_yaml(path)
+    _resolve_input_paths(raw, Path(path).resolve().parent)
     return raw, lines
 
 
@@ -235,158 +226,34 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     if path is not None:
         raw, lines = read_config_file(path)
         where = str(path)
-    for item in overrides:
-        apply_override(raw, item)
-    cfg = from_dict(TorlTrainConfig, raw, where=where, lines=lines, overridden=_override_keys(overrides))
+    apply_overrides(raw, overrides)
+    cfg = from_dict(TorlTrainConfig, raw, where=where, lines=lines, overridden=override_keys(overrides))
     validate(cfg, where=where, lines=lines)
+    check_environment(cfg, where=where, lines=lines)
     return cfg
-
-
-def parse_override(item: str) -> tuple[str, Any]:
-    """ "grpo.clip_ratio=0.3" -> ("grpo.clip_ratio", 0.3); the value is read as YAML (so lists and null work)."""
-    if "=" not in item:
-        raise UserInputError(f"override {item!r}: expected KEY=VALUE, e.g. optim.lr=2e-6")
-    key, value = item.split("=", 1)
-    key = key.strip()
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
-        raise UserInputError(f"override {item!r}: {key!r} is not a dotted key like optim.lr")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
-        parsed = value
-    if isinstance(parsed, str) and _looks_like_float(parsed):
-        parsed = float(parsed)  # YAML 1.1 reads "1e-6" as a string
-    return key, parsed
-
-
-def apply_override(raw: dict, item: str) -> None:
-    key, value = parse_override(item)
-    node = raw
-    parts = key.split(".")
-    for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise UserInputError(f"override {item!r}: {'.'.join(parts[: i + 1])} is not a section")
-        node = child
-    node[parts[-1]] = value
-
-
-def from_dict(cls, data: Any, *, where: str = "", lines: dict[str, int] | None = None, prefix: str = "",
-              overridden: set[str] | None = None):
-    """Build dataclass `cls` from a mapping, checking every key and type. Errors name where/line/key."""
-    lines = lines or {}
-    overridden = overridden or set()
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise _error(where, lines, prefix.rstrip("."), f"expected a section (mapping), got {_show(data)}",
-                     overridden)
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
-    for key in data:
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" (did you mean {prefix}{close[0]}?)" if close else f" (known: {', '.join(names)})"
-            raise _error(where, lines, f"{prefix}{key}", f"unknown key{hint}", overridden)
-    kwargs = {}
-    for name in names:
-        if name not in data:
-            continue
-        dotted = f"{prefix}{name}"
-        kwargs[name] = _coerce(hints[name], data[name], dotted, where, lines, overridden)
-    try:
-        return cls(**kwargs)
-    except (ValueError, TypeError) as e:
-        raise _error(where, lines, prefix.rstrip("."), str(e), overridden) from None
-
-
-def _coerce(tp, value, dotted: str, where: str, lines: dict[str, int], overridden: set[str]):
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, where=where, lines=lines, prefix=f"{dotted}.", overridden=overridden)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        others = [a for a in args if a is not type(None)]
-        errors = []
-        for a in others:
-            try:
-                return _coerce(a, value, dotted, where, lines, overridden)
-            except UserInputError as e:
-                errors.append(e)
-        raise errors[0]
-    if origin is Literal:
-        if value not in args:
-            choices = ", ".join(repr(a) for a in args)
-            raise _error(where, lines, dotted, f"must be one of {choices}, got {_show(value)}", overridden)
-        return value
-    if origin is list:
-        (item_tp,) = args or (Any,)
-        if isinstance(value, str | int | float) and not isinstance(value, bool) and item_tp is str:
-            value = [value]  # a single path for a list of paths
-        if not isinstance(value, list):
-            raise _error(where, lines, dotted, f"expected a list, got {_show(value)}", overridden)
-        return [_coerce(item_tp, v, f"{dotted}[{i}]", where, lines, overridden) for i, v in enumerate(value)]
-    if tp is dict or origin is dict:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise _error(where, lines, dotted, f"expected a mapping, got {_show(value)}", overridden)
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise _error(where, lines, dotted, f"expected true or false, got {_show(value)}", overridden)
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _error(where, lines, dotted, f"expected an integer, got {_show(value)}", overridden)
-        return value
-    if tp is float:
-        if isinstance(value, str) and _looks_like_float(value):
-            value = float(value)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _error(where, lines, dotted, f"expected a number, got {_show(value)}", overridden)
-        return float(value)
-    if tp is str:
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise _error(where, lines, dotted, f"expected a string, got {_show(value)}", overridden)
-        return str(value)
-    if tp is Any:
-        return value
-    raise TypeError(f"config field {dotted}: unsupported type {tp!r}")  # a bug in the dataclasses, not user input
 
 
 # ---------------------------------------------------------------------------------------------------- validation
 
 
 def validate(cfg: TorlTrainConfig, *, where: str = "", lines: dict[str, int] | None = None) -> None:
-    """Checks across fields and on the file system. Raises UserInputError naming the key."""
+    """Checks of the config itself, across fields (no file system: see `check_environment`). Raises
+    UserInputError naming the key."""
     lines = lines or {}
 
     def fail(key: str, msg: str):
-        raise _error(where, lines, key, msg, set())
+        raise config_error(where, lines, key, msg)
 
     if not cfg.run_dir:
         fail("run_dir", "missing (the directory for checkpoints, logs and sample dumps)")
     if not cfg.model.path:
         fail("model.path", f"missing (a local model directory, a hub id, or {TINY_MODEL})")
-    if cfg.model.path != TINY_MODEL and _is_local_path(cfg.model.path) and not Path(cfg.model.path).is_dir():
-        fail("model.path", f"no such model directory: {cfg.model.path}")
     if cfg.model.path.startswith("tiny:") and cfg.model.path != TINY_MODEL:
         fail("model.path", f"the tiny model is written {TINY_MODEL!r}, got {cfg.model.path!r}")
     if cfg.model.tiny:
         _check_tiny_args(cfg.model.tiny, fail)
     if not cfg.data.train_files:
         fail("data.train_files", "missing (one or more torl Problem files, .jsonl or .parquet)")
-    for i, f in enumerate(cfg.data.train_files):
-        if not Path(f).is_file():
-            fail(f"data.train_files[{i}]", f"no such file: {f}")
-    for i, f in enumerate(cfg.validation.files):
-        if not Path(f).is_file():
-            fail(f"validation.files[{i}]", f"no such file: {f}")
     positive = {
         "data.max_prompt_tokens": cfg.data.max_prompt_tokens,
         "grpo.prompts_per_step": cfg.grpo.prompts_per_step,
@@ -430,18 +297,44 @@ def validate(cfg: TorlTrainConfig, *, where: str = "", lines: dict[str, int] | N
     _check_template(cfg.data.template, fail)
     if cfg.trl:
         _check_trl_keys(cfg.trl, fail)
-    if cfg.logging.wandb_project:
-        import importlib.util
 
-        if importlib.util.find_spec("wandb") is None:
-            fail("logging.wandb_project", "needs wandb: pip install 'torl[wandb]' (or set it to null)")
+
+def gradient_accumulation_steps(cfg: TorlTrainConfig, processes: int) -> int:
+    """Micro-batches per process per step, so that one step = prompts_per_step x samples_per_prompt responses."""
+    g = cfg.grpo
+    responses = g.prompts_per_step * g.samples_per_prompt
+    if g.prompts_per_step % processes:
+        raise UserInputError(f"grpo.prompts_per_step ({g.prompts_per_step}) must be a multiple of the number of "
+                             f"processes ({processes}), so each process rolls out whole prompt groups")
+    per_process = responses // processes
+    if per_process % g.micro_batch_size:
+        raise UserInputError(f"grpo.micro_batch_size ({g.micro_batch_size}) must divide the responses per process "
+                             f"and step ({per_process} = {g.prompts_per_step} x {g.samples_per_prompt} / "
+                             f"{processes} processes)")
+    return per_process // g.micro_batch_size
+
+
+def check_environment(cfg: TorlTrainConfig, *, where: str = "", lines: dict[str, int] | None = None) -> None:
+    """What a run needs of this machine before it starts: the model directory, the problem files, optional
+    packages. Raises UserInputError naming the key."""
+    lines = lines or {}
+
+    def fail(key: str, msg: str):
+        raise config_error(where, lines, key, msg)
+
+    if cfg.model.path != TINY_MODEL and _is_local_path(cfg.model.path) and not Path(cfg.model.path).is_dir():
+        fail("model.path", f"no such model directory: {cfg.model.path}")
+    for i, f in enumerate(cfg.data.train_files):
+        if not Path(f).is_file():
+            fail(f"data.train_files[{i}]", f"no such file: {f}")
+    for i, f in enumerate(cfg.validation.files):
+        if not Path(f).is_file():
+            fail(f"validation.files[{i}]", f"no such file: {f}")
+    if cfg.logging.wandb_project and importlib.util.find_spec("wandb") is None:
+        fail("logging.wandb_project", "needs wandb: pip install 'torl[wandb]' (or set it to null)")
 
 
 def _check_tiny_args(args: dict, fail) -> None:
-    import inspect
-
-    from torl.models.tiny import build_tiny_model
-
     params = inspect.signature(build_tiny_model).parameters
     for key in args:
         if key == "out_dir" or key not in params:
@@ -450,10 +343,6 @@ def _check_tiny_args(args: dict, fail) -> None:
 
 
 def _check_benchmarks(names: list[str], fail) -> None:
-    try:
-        from torl.eval.benchmarks import list_benchmarks
-    except ImportError:  # the eval part is not installed: the names are checked when loaded
-        return
     known = list_benchmarks()
     for i, name in enumerate(names):
         if name not in known:
@@ -461,8 +350,6 @@ def _check_benchmarks(names: list[str], fail) -> None:
 
 
 def _check_template(name: str, fail) -> None:
-    from torl.rollout.templates import TEMPLATES
-
     if name not in TEMPLATES and not Path(name).is_file():
         fail("data.template", f"unknown template {name!r} (named: {', '.join(TEMPLATES)}; or a template file)")
 
@@ -544,59 +431,3 @@ def _is_local_path(p: str) -> bool:
     if p.startswith(("/", "./", "../", "~")) or Path(p).expanduser().exists():
         return True
     return not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", p)
-
-
-def _looks_like_float(s: str) -> bool:
-    return bool(re.fullmatch(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*", s))
-
-
-def _show(value) -> str:
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if value is None:
-        return "null"
-    return repr(value)
-
-
-def _override_keys(overrides) -> set[str]:
-    return {item.split("=", 1)[0].strip() for item in overrides if "=" in item}
-
-
-def _error(where: str, lines: dict[str, int], key: str, msg: str, overridden: set[str]) -> UserInputError:
-    if key in overridden or any(key.startswith(o + ".") or key.startswith(o + "[") for o in overridden):
-        return UserInputError(f"command-line override {key}: {msg}")
-    line = _line_of(lines, key)
-    at = f"{where}:{line}" if line else where
-    return UserInputError(f"{at}: {key}: {msg}" if key else f"{at}: {msg}")
-
-
-def _line_of(lines: dict[str, int], key: str) -> int | None:
-    while key:
-        if key in lines:
-            return lines[key]
-        key = key.rsplit(".", 1)[0] if "." in key else (key.split("[")[0] if "[" in key else "")
-    return None
-
-
-def _key_lines(text: str) -> dict[str, int]:
-    """Dotted key (and key[i] for list items) -> 1-based line number, from the YAML node tree."""
-    out: dict[str, int] = {}
-
-    def walk(node, prefix: str) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                key = f"{prefix}{k.value}"
-                out[key] = k.start_mark.line + 1
-                walk(v, key + ".")
-        elif isinstance(node, yaml.SequenceNode):
-            base = prefix.rstrip(".")
-            for i, item in enumerate(node.value):
-                out[f"{base}[{i}]"] = item.start_mark.line + 1
-                walk(item, f"{base}[{i}].")
-
-    root = yaml.compose(text)
-    if root is not None:
-        walk(root, "")
-    return out

@@ -28,7 +28,7 @@ from trl.trainer.utils import RepeatSampler
 
 from torl.errors import UserInputError
 from torl.train.callbacks import TIRStepCallback
-from torl.train.config import TINY_MODEL, TorlTrainConfig
+from torl.train.config import TINY_MODEL, TorlTrainConfig, gradient_accumulation_steps
 from torl.train.data import PromptSet, load_validation_problems, read_train_problems, render_prompts
 from torl.train.engine_gap import EngineGapMeter
 from torl.train.recorder import StepRecorder
@@ -164,21 +164,6 @@ def distributed_state():
 
 def world_size() -> int:
     return distributed_state().num_processes
-
-
-def gradient_accumulation_steps(cfg: TorlTrainConfig, processes: int) -> int:
-    """Micro-batches per process per step, so that one step = prompts_per_step x samples_per_prompt responses."""
-    g = cfg.grpo
-    responses = g.prompts_per_step * g.samples_per_prompt
-    if g.prompts_per_step % processes:
-        raise UserInputError(f"grpo.prompts_per_step ({g.prompts_per_step}) must be a multiple of the number of "
-                             f"processes ({processes}), so each process rolls out whole prompt groups")
-    per_process = responses // processes
-    if per_process % g.micro_batch_size:
-        raise UserInputError(f"grpo.micro_batch_size ({g.micro_batch_size}) must divide the responses per process "
-                             f"and step ({per_process} = {g.prompts_per_step} x {g.samples_per_prompt} / "
-                             f"{processes} processes)")
-    return per_process // g.micro_batch_size
 
 
 def build_grpo_config(cfg: TorlTrainConfig, processes: int | None = None) -> GRPOConfig:
@@ -341,7 +326,7 @@ def resolve_model_path(cfg: TorlTrainConfig) -> str:
     if cfg.model.path != TINY_MODEL:
         return cfg.model.path
 
-    from torl.models.tiny import build_tiny_model
+    from torl.train.tiny_model import build_tiny_model
 
     key = hashlib.sha256(json.dumps(cfg.model.tiny, sort_keys=True).encode()).hexdigest()[:12]
     root = Path(cfg.model.tiny_cache or Path.home() / ".cache" / "torl" / "tiny_model").expanduser()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from torl.config import parse_value
 from torl.errors import UserInputError
 from torl.verl import AGENT_LOOP_NAME, AGENT_LOOP_YAML
 from torl.verl.config import LoopSettings
@@ -103,21 +104,13 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
         if not sep or not key:
             raise UserInputError(f"override {item!r}: expected KEY=VALUE")
         section, _, rest = key.partition(".")
-        parsed = _scalar(value)
+        parsed = parse_value(value)
         if section in ("torl", "reward_kwargs") and rest:
             getattr(recipe, section)[rest] = parsed
         else:
             recipe.verl[key] = parsed
     recipe.validate()
     return recipe
-
-
-def _scalar(text: str) -> object:
-    """An override's value: a YAML scalar (1e-6, true, [a, b]) or, when it is not valid YAML, the text itself."""
-    try:
-        return yaml.safe_load(text) if text else ""
-    except yaml.YAMLError:
-        return text
 
 
 def hydra_value(value: object) -> str:

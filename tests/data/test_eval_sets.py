@@ -3,8 +3,7 @@ import json
 
 import pytest
 
-from torl.errors import UserInputError
-from torl.eval.benchmarks import (
+from torl.data.eval_sets import (
     BENCHMARKS,
     DATA_DIR,
     list_benchmarks,
@@ -13,6 +12,7 @@ from torl.eval.benchmarks import (
     olympiad_answer,
     resolve_benchmarks,
 )
+from torl.errors import UserInputError
 
 EXPECTED = {
     "aime24": 30,

@@ -34,17 +34,17 @@ _CLOSERS = ["The answer is \\boxed{{{x}}}.", "So the result is \\boxed{{{x}}}.",
 
 
 @dataclass
-class DemoExample:
+class ArithmeticExample:
     problem: Problem
     response: str  # a tool-integrated solution, as the model should write it (observation included)
 
 
-def demo_problems(n: int = 8, *, seed: int = 0) -> list[Problem]:
+def arithmetic_problems(n: int = 8, *, seed: int = 0) -> list[Problem]:
     """`n` arithmetic problems ("What is 37 + 5?") with their answers."""
-    return [ex.problem for ex in demo_examples(n, seed=seed)]
+    return [ex.problem for ex in arithmetic_examples(n, seed=seed)]
 
 
-def demo_examples(n: int, *, seed: int = 0) -> list[DemoExample]:
+def arithmetic_examples(n: int, *, seed: int = 0) -> list[ArithmeticExample]:
     rng = random.Random(seed)
     out = []
     for i in range(n):
@@ -53,12 +53,12 @@ def demo_examples(n: int, *, seed: int = 0) -> list[DemoExample]:
         problem = Problem(id=f"demo-{seed}-{i}", problem=f"What is {a} {op} {b}?", answer=str(x), source="demo")
         response = (f"{rng.choice(_OPENERS)}\n```python\nprint({a} {op} {b})\n```\n```output\n{x}\n```\n"
                     + rng.choice(_CLOSERS).format(x=x))
-        out.append(DemoExample(problem, response))
+        out.append(ArithmeticExample(problem, response))
     return out
 
 
 def _corpus(seed: int) -> list[str]:
-    examples = demo_examples(600, seed=seed + 1)
+    examples = arithmetic_examples(600, seed=seed + 1)
     texts = [build_prompt(ex.problem.problem) + ex.response + EOS for ex in examples]
     texts += [build_prompt(ex.problem.problem, "cot") + f"{ex.problem.problem[8:-1]} = {ex.problem.answer}."
               for ex in examples[:100]]
@@ -86,7 +86,7 @@ def train_byte_level_bpe(texts: Iterable[str], *, pattern: str, vocab_size: int,
     return tok
 
 
-def build_tokenizer(*, seed: int = 0, vocab_size: int = 512):
+def build_tiny_tokenizer(*, seed: int = 0, vocab_size: int = 512):
     """A byte-level BPE `PreTrainedTokenizerFast` with eos = pad = "<|endoftext|>" and a ChatML chat template."""
     from transformers import PreTrainedTokenizerFast
 
@@ -103,14 +103,14 @@ def build_tiny_model(out_dir: str | Path, *, seed: int = 0, vocab_size: int = 51
                      train_steps: int = 0, batch_size: int = 16, lr: float = 3e-3) -> Path:
     """Build and save a tiny tokenizer + Qwen2 causal LM in `out_dir`; returns the directory.
 
-    About 0.1–1 M parameters. `train_steps > 0` fits it briefly to the demo TIR corpus (loss on responses).
+    About 0.1–1 M parameters. `train_steps > 0` fits it briefly to the arithmetic TIR corpus (loss on responses).
     """
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(seed=seed, vocab_size=vocab_size)
+    tokenizer = build_tiny_tokenizer(seed=seed, vocab_size=vocab_size)
     eos_id = tokenizer.convert_tokens_to_ids(EOS)
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     config = Qwen2Config(
@@ -131,7 +131,7 @@ def build_tiny_model(out_dir: str | Path, *, seed: int = 0, vocab_size: int = 51
 
 def _fit(model, tokenizer, *, seed: int, steps: int, batch_size: int, lr: float) -> None:
     """A few hundred AdamW steps on prompt → TIR response (loss on response tokens only)."""
-    pairs = [(build_prompt(ex.problem.problem), ex.response) for ex in demo_examples(512, seed=seed + 2)]
+    pairs = [(build_prompt(ex.problem.problem), ex.response) for ex in arithmetic_examples(512, seed=seed + 2)]
     fit_responses(model, tokenizer, pairs, seed=seed, steps=steps, batch_size=batch_size, lr=lr)
 
 
