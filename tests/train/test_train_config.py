@@ -96,6 +96,8 @@ ERRORS = [
     ("trl:\n  learning_rate: 0.1\n", ["trl.learning_rate", "set from torl's own config"]),
     ("trl:\n  loging_steps: 3\n", ["trl.loging_steps", "not a trl.GRPOConfig argument", "logging_steps"]),
     ("validation:\n  benchmarks: [aime99]\n", ["validation.benchmarks[0]", "unknown benchmark 'aime99'"]),
+    ("engine:\n  vllm: auto\n  vllm_tensor_parallel_size: 2\n",
+     ["cfg.yaml:8", "engine.vllm_tensor_parallel_size", "must be 1 in colocate mode", "vllm_mode=server"]),
 ]
 
 

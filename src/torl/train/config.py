@@ -292,6 +292,10 @@ def validate(cfg: TorlTrainConfig, *, where: str = "", lines: dict[str, int] | N
         fail("engine.sandbox_workers", f"must be >= 1 or null, got {cfg.engine.sandbox_workers}")
     if cfg.engine.sandbox != "local" and not cfg.engine.sandbox.startswith(("http://", "https://")):
         fail("engine.sandbox", f"must be 'local' or an http(s):// URL, got {cfg.engine.sandbox!r}")
+    if cfg.engine.vllm is not False and cfg.engine.vllm_mode == "colocate" and cfg.engine.vllm_tensor_parallel_size != 1:
+        # refused here, not after TRL has built the engines: each process rolls out its own prompts on its engine
+        fail("engine.vllm_tensor_parallel_size", f"must be 1 in colocate mode, got "
+             f"{cfg.engine.vllm_tensor_parallel_size}; use engine.vllm_mode=server for tensor parallelism")
     if cfg.validation.benchmarks:
         _check_benchmarks(cfg.validation.benchmarks, fail)
     _check_template(cfg.data.template, fail)
