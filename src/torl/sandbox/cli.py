@@ -7,6 +7,7 @@ import json
 import sys
 
 from torl.errors import UserInputError
+from torl.sandbox.auth import resolve_token
 
 
 def register(subparsers) -> None:
@@ -22,6 +23,9 @@ def register(subparsers) -> None:
     run.add_argument("--stdin", default=None, metavar="FILE", help="file whose content is the snippet's stdin")
     run.add_argument("--sandbox", default="local", help="'local' (default) or a Sandbox Fusion URL")
     run.add_argument("--json", action="store_true", help="print the ExecResult as JSON")
+    run.add_argument("--token-file", default=None, metavar="FILE",
+                     help="bearer token of a Sandbox Fusion URL served with --token-file (default: "
+                          "$TORL_SANDBOX_TOKEN, else the file named by $TORL_SANDBOX_TOKEN_FILE)")
     run.set_defaults(func=_run)
 
     doctor = sub.add_parser("doctor", help="show which isolation layers are active here, verified by probes")
@@ -40,7 +44,8 @@ def register(subparsers) -> None:
     serve = sub.add_parser("serve", help="serve the Sandbox Fusion API (POST /run_code, GET /v1/ping) locally",
                            description="Sandbox Fusion's /run_code for language 'python' (other languages answer "
                                        "Failed: no toolchain). Differences: see the README's Sandbox Fusion section.")
-    serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="bind address (default loopback only); any other needs a token or --trust-network")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--pool-size", type=int, default=None, help="workers (default 2 x CPU cores)")
     serve.add_argument("--memory-limit-mb", type=int, default=2048,
@@ -49,6 +54,13 @@ def register(subparsers) -> None:
     serve.add_argument("--max-output-bytes", type=int, default=1 << 20,
                        help="stdout/stderr bytes returned per stream, head and tail beyond it (default 1 MiB, as "
                             "Sandbox Fusion)")
+    serve.add_argument("--token-file", default=None, metavar="FILE",
+                       help="file holding a bearer token every request but GET /v1/ping must send (Authorization: "
+                            "Bearer ...; 401 otherwise); default: $TORL_SANDBOX_TOKEN, else the file named by "
+                            "$TORL_SANDBOX_TOKEN_FILE, else no token")
+    serve.add_argument("--trust-network", action="store_true",
+                       help="allow a non-loopback --host without a token: everyone who can reach the port may "
+                            "run code here")
     serve.set_defaults(func=_serve)
 
 
@@ -71,6 +83,10 @@ def _run(args: argparse.Namespace) -> int:
         except OSError as e:
             raise UserInputError(f"--stdin {args.stdin}: {e.strerror}") from None
     kwargs = {"pool_size": 1} if args.sandbox == "local" else {}
+    if args.token_file:
+        if args.sandbox == "local":
+            raise UserInputError("--token-file is for a Sandbox Fusion URL (--sandbox http://...), not 'local'")
+        kwargs["token_file"] = args.token_file
     with make_sandbox(args.sandbox, **kwargs) as sandbox:
         result = sandbox.run(code, timeout=args.timeout, memory_mb=args.memory_mb, stdin=stdin)
     if args.json:
@@ -108,5 +124,6 @@ def _serve(args: argparse.Namespace) -> int:
     if args.max_output_bytes <= 0:
         raise UserInputError(f"--max-output-bytes must be > 0, got {args.max_output_bytes}")
     serve_local(args.host, args.port, pool_size=args.pool_size, memory_limit_mb=args.memory_limit_mb,
-                max_output_bytes=args.max_output_bytes)
+                max_output_bytes=args.max_output_bytes, token=resolve_token(token_file=args.token_file),
+                trust_network=args.trust_network)
     return 0

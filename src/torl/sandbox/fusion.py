@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from torl.sandbox.auth import TOKEN_ENV, TOKEN_FILE_ENV, resolve_token
 from torl.sandbox.base import ExecResult, Sandbox
 
 __all__ = ["SandboxFusionClient", "fusion_request", "parse_fusion_response"]
@@ -123,6 +124,8 @@ class SandboxFusionClient(Sandbox):
     connection): for `run`, and per event loop for `arun`.
     max_attempts: tries per snippet on retryable failures; backoff_s doubles after each (with jitter), capped at
     max_backoff_s. http_timeout_margin_s: added to the snippet's timeout to bound one HTTP request.
+    token, token_file: the bearer token of a `torl sandbox serve --token-file` server, sent with every request;
+    default: $TORL_SANDBOX_TOKEN, else the file named by $TORL_SANDBOX_TOKEN_FILE, else none.
     """
 
     def __init__(
@@ -136,6 +139,8 @@ class SandboxFusionClient(Sandbox):
         connect_timeout_s: float = 5.0,
         http_timeout_margin_s: float = 30.0,
         compile_timeout: float = 10.0,
+        token: str | None = None,
+        token_file: str | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
@@ -153,6 +158,8 @@ class SandboxFusionClient(Sandbox):
         self.connect_timeout_s = connect_timeout_s
         self.http_timeout_margin_s = http_timeout_margin_s
         self.compile_timeout = compile_timeout
+        token = resolve_token(token, token_file)
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}  # never in a repr or a message
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
         self._ssl: ssl.SSLContext | None = None  # shared, so opening a client costs microseconds, not ~20 ms
@@ -187,7 +194,8 @@ class SandboxFusionClient(Sandbox):
             if self._closed:
                 raise RuntimeError("SandboxFusionClient is closed")
             if self._client is None:
-                self._client = httpx.Client(limits=self._limits(), verify=self._ssl_context(), trust_env=False)
+                self._client = httpx.Client(limits=self._limits(), verify=self._ssl_context(), trust_env=False,
+                                            headers=self._headers)
             return self._client
 
     def _ssl_context(self) -> ssl.SSLContext:
@@ -227,7 +235,8 @@ class SandboxFusionClient(Sandbox):
                 raise RuntimeError("SandboxFusionClient is closed")
             state = self._loops.get(loop)
             if state is None:
-                client = httpx.AsyncClient(limits=self._limits(), verify=self._ssl_context(), trust_env=False)
+                client = httpx.AsyncClient(limits=self._limits(), verify=self._ssl_context(), trust_env=False,
+                                           headers=self._headers)
                 state = self._loops[loop] = _LoopState(client)
             state.active += 1
             return state
@@ -258,6 +267,11 @@ class SandboxFusionClient(Sandbox):
         code = response.status_code
         if code == 429 or code >= 500:
             raise _Retry(f"HTTP {code}: {_snippet(response.text)}")
+        if code == 401:
+            hint = ("the token sent was refused" if self._headers else
+                    f"it needs a token: set ${TOKEN_ENV} or ${TOKEN_FILE_ENV}, or pass token_file=")
+            return ExecResult("sandbox_error", duration_s=wall_s, extra={"attempts": attempt},
+                              reason=f"Sandbox Fusion at {self.run_code_url} answered HTTP 401 unauthorized: {hint}")
         if code != 200:
             return ExecResult("sandbox_error", duration_s=wall_s, extra={"attempts": attempt},
                               reason=f"Sandbox Fusion at {self.run_code_url} rejected the request: HTTP {code}: "

@@ -5,6 +5,11 @@ Endpoints, as Sandbox Fusion's (bytedance/SandboxFusion, `sandbox/server/sandbox
 - `POST /run_code_batch` (ours): a JSON list of /run_code bodies → a JSON list of responses, same order.
 - `GET /v1/ping` → "pong".
 
+Optional bearer token (`create_app(token=...)`, `torl sandbox serve --token-file` or $TORL_SANDBOX_TOKEN, see
+`torl.sandbox.auth`): then every endpoint but /v1/ping (a liveness probe that runs nothing) answers 401 unless the
+request carries `Authorization: Bearer <token>`. A non-loopback address is served only with a token or
+`trust_network=True`.
+
 Requests are validated by a pydantic model with Sandbox Fusion's field types (lax mode: `"5"` and `true` are
 numbers), bad ones get its 422 `{"detail": [{"type", "loc", "msg", "input"}]}`. Answers follow its runner:
 `message` is set only for `SandboxError`; the code runs from a `.py` file in a fresh job directory; `files` and
@@ -21,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import ipaddress
 import json
 import logging
 import socket
@@ -39,6 +43,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from torl.errors import UserInputError
+from torl.sandbox.auth import BearerAuth, is_loopback
 from torl.sandbox.base import ExecResult, Sandbox
 
 __all__ = [
@@ -49,6 +55,7 @@ __all__ = [
     "create_app",
     "serve",
     "serve_local",
+    "check_exposure",
     "ServerThread",
     "SANDBOX_FUSION_LANGUAGES",
 ]
@@ -194,8 +201,11 @@ def _header(text: str) -> str:
 
 
 def create_app(sandbox: Sandbox, *, max_batch: int = MAX_BATCH, max_output_bytes: int = MAX_OUTPUT_BYTES,
-               max_run_timeout_s: float = MAX_RUN_TIMEOUT_S) -> Starlette:
+               max_run_timeout_s: float = MAX_RUN_TIMEOUT_S, token: str | None = None) -> Starlette:
     """A Starlette app serving `sandbox` with Sandbox Fusion's API (see the module docstring).
+
+    token: when given, every endpoint but GET /v1/ping needs `Authorization: Bearer <token>` (401 otherwise,
+    before anything is read or run; `torl.sandbox.auth`).
 
     max_output_bytes: bytes kept per stream (head and tail beyond it) when the sandbox takes a per-call cap
     (LocalSandbox); training keeps LocalSandbox's own, smaller default. max_run_timeout_s: ceiling on run_timeout.
@@ -273,7 +283,7 @@ def create_app(sandbox: Sandbox, *, max_batch: int = MAX_BATCH, max_output_bytes
     async def server_error(request: Request, exc: Exception) -> Response:
         return _json({"detail": f"{type(exc).__name__}: {exc}"}, 500)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/run_code", run_code, methods=["POST"]),
             Route("/run_code_batch", run_code_batch, methods=["POST"]),
@@ -281,6 +291,9 @@ def create_app(sandbox: Sandbox, *, max_batch: int = MAX_BATCH, max_output_bytes
         ],
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
+    if token:
+        app.add_middleware(BearerAuth, token=token)
+    return app
 
 
 async def _read_json(request: Request) -> object:
@@ -301,17 +314,17 @@ async def _read_json(request: Request) -> object:
 # ---------------------------------------------------------------------------------------------------------------
 # Running it
 # ---------------------------------------------------------------------------------------------------------------
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def check_exposure(host: str, token: str | None, trust_network: bool) -> None:
+    """Refuse to serve a non-loopback address without a token, unless the network is declared trusted."""
+    if not is_loopback(host) and not token and not trust_network:
+        raise UserInputError(
+            f"refusing to serve on {host} (not loopback) without a token: anyone who reaches the port could run "
+            "code on this machine. Give --token-file (or set TORL_SANDBOX_TOKEN / TORL_SANDBOX_TOKEN_FILE), or "
+            "--trust-network if only trusted clients can reach this address.")
 
 
 def _warn_if_exposed(host: str) -> None:
-    if not _is_loopback(host):
+    if not is_loopback(host):
         log.warning(
             "SANDBOX SERVER BOUND TO %s, NOT LOOPBACK: anyone who can reach this port can run code on this machine "
             "(inside the sandbox). Put it behind a firewall or bind 127.0.0.1.", host
@@ -319,28 +332,37 @@ def _warn_if_exposed(host: str) -> None:
 
 
 def serve(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 8080, *, log_level: str = "info",
-          **app_kwargs) -> None:
-    """Serve `sandbox` over HTTP until interrupted (Ctrl+C / SIGTERM). Binds loopback unless told otherwise."""
-    _warn_if_exposed(host)
+          token: str | None = None, trust_network: bool = False, **app_kwargs) -> None:
+    """Serve `sandbox` over HTTP until interrupted (Ctrl+C / SIGTERM). Binds loopback unless told otherwise; a
+    non-loopback `host` needs a `token` (bearer, see `create_app`) or `trust_network=True`."""
+    check_exposure(host, token, trust_network)
+    if token:
+        log.info("requests need the bearer token (Authorization: Bearer ...); GET /v1/ping does not")
+    else:
+        _warn_if_exposed(host)
     log.info("Sandbox Fusion-compatible server on http://%s:%d (POST /run_code, POST /run_code_batch, GET /v1/ping)",
              host, port)
     log.info("runs language 'python' only: other Sandbox Fusion languages answer Failed with a compile_result "
              "saying the toolchain is missing (exit 127); memory_limit_MB <= 0 means %s",
              f"{sandbox.memory_mb} MB (--memory-limit-mb)" if hasattr(sandbox, "memory_mb") else "the default")
-    uvicorn.run(create_app(sandbox, **app_kwargs), host=host, port=port, log_level=log_level, access_log=False)
+    uvicorn.run(create_app(sandbox, token=token, **app_kwargs), host=host, port=port, log_level=log_level,
+                access_log=False)
 
 
 def serve_local(host: str = "127.0.0.1", port: int = 8080, pool_size: int | None = None, *,
-                memory_limit_mb: int = 2048, max_output_bytes: int = MAX_OUTPUT_BYTES, **sandbox_kwargs) -> None:
+                memory_limit_mb: int = 2048, max_output_bytes: int = MAX_OUTPUT_BYTES, token: str | None = None,
+                trust_network: bool = False, **sandbox_kwargs) -> None:
     """Start a LocalSandbox and serve it until interrupted; the pool is closed on exit. Requests may come from
     different clients, so each snippet runs from a fresh fork of the worker (`fork_per_request`) by default.
-    memory_limit_mb: the limit of requests whose memory_limit_MB is <= 0 (Sandbox Fusion: none)."""
+    memory_limit_mb: the limit of requests whose memory_limit_MB is <= 0 (Sandbox Fusion: none).
+    token, trust_network: as `serve` (checked before the pool starts)."""
     from torl.sandbox.local import LocalSandbox
 
+    check_exposure(host, token, trust_network)
     sandbox_kwargs.setdefault("fork_per_request", True)
 
     with LocalSandbox(pool_size=pool_size, memory_mb=memory_limit_mb, **sandbox_kwargs) as sandbox:
-        serve(sandbox, host, port, max_output_bytes=max_output_bytes)
+        serve(sandbox, host, port, max_output_bytes=max_output_bytes, token=token, trust_network=trust_network)
 
 
 class ServerThread:
