@@ -1,9 +1,18 @@
 """reward.mode "reference": the reference's check step by step (TORL-SPEC §4), and the hand-derived table."""
 
+import argparse
+import json
+import re
+from functools import partial
+
 import pytest
 
 from torl.reward import RewardConfig, execution_failed, extract_answer, reference_extract, score_many
 from torl.reward.reference import (
+    APPENDIX_REMOVED,
+    APPENDIX_SUBSTITUTIONS,
+    REFERENCE_REMOVED,
+    REFERENCE_SUBSTITUTIONS,
     hendrycks_is_equiv,
     hendrycks_strip_string,
     minerva_normalize,
@@ -122,14 +131,113 @@ def test_step3_no_split_at_equals():
         ("\\overline{3}", "3"),
         ("\\(\\frac{1}{2}\\)", "\\frac{1}{2}"),
         ("\\[x\\]", "x"),
-        ("\\text{Tuna sandwich}", "Tunsandwich"),  # the appendix's blunt "a " substitution, kept
+        ("\\text{Tuna sandwich}", "Tunasandwich"),  # no ("a ", ""): the appendix gives Tunsandwich
+        ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3,\\frac{\\pi}{2})"),  # appendix: \le(…\right)
+        ("\\infty", "\\infty"),  # no "ft": the appendix gives \iny
+        ("x \\simeq 2", "x=2"),  # \simeq before \sim, else x=eq2
+        ("1，000", "1000"),  # U+FF0C becomes a thousands comma, then removed
+        ("$\\(x\\)$", "x"),  # the wrapper stripped again after the $ are gone
         ("5 \\text{ ways}", "5"),
         ("\\boxed{3}", "3"),
-        ("\\dfrac{3}{4}", "\\dfrac{3}{4}"),  # not in the appendix
+        ("\\dfrac{3}{4}", "\\frac{3}{4}"),  # the reference's ("\\dfrac", "\\frac"), not in the appendix
     ],
 )
 def test_step3_minerva_variant(answer, expected):
     assert reference_normalize(answer) == expected
+
+
+# ---------------------------------------------- step 3: the reference's lists against the appendix's
+
+# what torl's reference mode applied before issue 22: the appendix's lists and one wrapper strip
+APPENDIX_NORMALIZE = partial(
+    reference_normalize, substitutions=APPENDIX_SUBSTITUTIONS, removed=APPENDIX_REMOVED, strip_again=False
+)
+TAG = re.compile(r"\[([+-]sub|[+-]removal) (.*?)\] |\[(strip again)\] ")
+
+
+def list_differences() -> set[tuple[str, str]]:
+    """(kind, search string) of every substitution and removal that only one of the two lists has."""
+    return (
+        {("+sub", b) for b, a in REFERENCE_SUBSTITUTIONS if (b, a) not in APPENDIX_SUBSTITUTIONS}
+        | {("-sub", b) for b, a in APPENDIX_SUBSTITUTIONS if (b, a) not in REFERENCE_SUBSTITUTIONS}
+        | {("+removal", e) for e in REFERENCE_REMOVED if e not in APPENDIX_REMOVED}
+        | {("-removal", e) for e in APPENDIX_REMOVED if e not in REFERENCE_REMOVED}
+    )
+
+
+def toggled(kind: str, entry: str):
+    """The reference's step 3 with one differing entry (or the second strip) switched to the appendix's way."""
+    if kind == "strip again":
+        return partial(reference_normalize, strip_again=False)
+    subs, removed = list(REFERENCE_SUBSTITUTIONS), list(REFERENCE_REMOVED)
+    if kind == "+sub":
+        subs = [pair for pair in subs if pair[0] != entry]
+    elif kind == "-sub":
+        pair = next(pair for pair in APPENDIX_SUBSTITUTIONS if pair[0] == entry)
+        subs.insert(APPENDIX_SUBSTITUTIONS.index(pair), pair)
+    elif kind == "+removal":
+        removed.remove(entry)
+    else:
+        removed.insert(APPENDIX_REMOVED.index(entry), entry)
+    return partial(reference_normalize, substitutions=tuple(subs), removed=tuple(removed))
+
+
+def tagged_rows() -> list[tuple[str, str, str, str, float]]:
+    """(kind, entry, extracted prediction, gold, score) of the table's rows tagged with a list difference."""
+    rows = []
+    for response, gold, _, score, _, _, why in load_reference_cases():
+        if m := TAG.match(why):
+            kind, entry = (m[1], m[2]) if m[1] else (m[3], "")
+            rows.append((kind, entry, reference_extract(response), gold, score))
+    return rows
+
+
+def test_the_lists_are_the_specs():
+    """TORL-SPEC §4 step 3: 17 more substitutions, no ("a ", ""), no "ft"; the shared entries in the same order."""
+    added = ("\\left", "\\right", "\u2236", "\uff0c", "$", "\\approx", "\\simeq", "\\sim", "^\\prime", "^{\\prime}",
+             "\\dfrac", "\\tfrac", "^\\circ", "%", "\u221a", "\u221e", "\u222a")  # fmt: skip
+    assert list_differences() == {("+sub", b) for b in added} | {("-sub", "a "), ("-removal", "ft")}
+    shared = [pair for pair in REFERENCE_SUBSTITUTIONS if pair in APPENDIX_SUBSTITUTIONS]
+    assert shared == [pair for pair in APPENDIX_SUBSTITUTIONS if pair in REFERENCE_SUBSTITUTIONS]
+    assert list(REFERENCE_REMOVED) == [e for e in APPENDIX_REMOVED if e != "ft"]
+
+
+def test_table_has_a_flipping_row_per_list_difference():
+    """Every differing entry (and the second strip) has a table row; each row's verdict is the table's under the
+    reference's step 3 and the opposite under the appendix's lists and with that entry alone toggled."""
+    rows = tagged_rows()
+    assert {(kind, entry) for kind, entry, *_ in rows} == list_differences() | {("strip again", "")}
+    wrong = []
+    for kind, entry, pred, gold, score in rows:
+        normalizers = (reference_normalize, APPENDIX_NORMALIZE, toggled(kind, entry))
+        verdicts = [reference_equal(pred, gold, normalize=f)[0] for f in normalizers]
+        if verdicts != [score > 0, score < 0, score < 0]:
+            wrong.append(f"{kind} {entry!r}: {pred!r} vs {gold!r}: reference/appendix/toggled {verdicts}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_every_entry_point_grades_with_the_reference_lists(grader, tmp_path, capsys):
+    """Training (and its validation), `torl grade --mode reference` and veRL's reward_kwargs.mode=reference all
+    reach the reference's extraction and step 3: +1 needs the regex's box and ("\\dfrac", "\\frac"), -1 needs
+    no "%" left for math-verify to read as 1/4."""
+    from torl.reward.cli import register
+    from torl.train.rewards import grade_responses
+    from torl.verl.reward import compute_score
+
+    responses = ["\\boxed{\\dfrac{3}{4}}, or \\fbox{1}", "\\boxed{25%}"]
+    golds = ["\\frac{3}{4}", "\\frac{1}{4}"]
+    assert score_many(responses, golds, config=REFERENCE, grader=grader) == [1.0, -1.0]
+    assert grade_responses(responses, golds, [[], []], REFERENCE, grader)[0] == [1.0, -1.0]
+    pairs = list(zip(responses, golds, strict=True))
+    assert [compute_score("demo", r, g, {}, mode="reference")["score"] for r, g in pairs] == [1.0, -1.0]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps({"response": r, "gold": g}) + "\n" for r, g in pairs))
+    subparsers = argparse.ArgumentParser().add_subparsers()
+    register(subparsers)  # `torl grade` alone, without the other subcommands' imports
+    args = subparsers.choices["grade"].parse_args(["--file", str(path), "--mode", "reference", "--json"])
+    capsys.readouterr()
+    assert args.func(args) == 0
+    assert [json.loads(line)["correct"] for line in capsys.readouterr().out.splitlines()] == [True, False]
 
 
 # ------------------------------------------------------------------------------ step 4: math-verify

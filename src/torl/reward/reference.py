@@ -3,8 +3,9 @@
 1. `reference_extract`: the last match of a `\\boxed{…}` regular expression that allows four levels of braces
    (the box's own braces and three nested levels), over the whole response, tool-output blocks included.
 2. `reference_equal`: equal after `.strip().lower()` → correct;
-3. otherwise both strings go through `reference_normalize` (Minerva, Lewkowycz et al. 2022, appendix D,
-   *without* its split at "=", plus removal of a whole-answer `\\(…\\)` / `\\[…\\]` wrapper);
+3. otherwise both strings go through `reference_normalize`: a whole-answer `\\(…\\)` / `\\[…\\]` wrapper removed,
+   Minerva's normaliser (Lewkowycz et al. 2022, appendix D) with the reference's own substitution and removal
+   lists (which differ from the appendix's) and *without* its split at "=", then such a wrapper removed again;
 4. then math-verify decides: `verify(parse(pred), parse(gold))`, prediction first, no `$…$` added;
 5. only if 3–4 raise: `hendrycks_is_equiv` (the MATH repository's `is_equiv`, which itself falls back to plain
    equality) on the values at hand; if that raises too, plain equality;
@@ -32,8 +33,8 @@ def reference_extract(response: str) -> str | None:
     return matches[-1] if matches else None
 
 
-# Minerva appendix D lists, verbatim
-_SUBSTITUTIONS = (
+# Minerva's lists (Lewkowycz et al. 2022, appendix D), verbatim
+APPENDIX_SUBSTITUTIONS = (
     ("an ", ""),
     ("a ", ""),
     (".$", "$"),
@@ -45,13 +46,44 @@ _SUBSTITUTIONS = (
     ("\\text{and}", ","),
     ("\\text{m}", "\\text{}"),
 )
-_REMOVED = (
+APPENDIX_REMOVED = (
     "square", "ways", "integers", "dollars", "mph", "inches", "ft", "hours", "km", "units", "\\ldots", "sue",
     "points", "feet", "minutes", "digits", "cents", "degrees", "cm", "gm", "pounds", "meters", "meals", "edges",
     "students", "childrentickets", "multiples", "\\text{s}", "\\text{.}", "\\text{\ns}", "\\text{}^2",
     "\\text{}^3", "\\text{\n}", "\\text{}", "\\mathrm{th}", "^\\circ", "^{\\circ}", "\\;", ",\\!", "{,}", '"',
     "\\dots",
 )  # fmt: skip
+
+# The reference's own lists (TORL-SPEC §4 step 3), in its order: no ("a ", ""), 17 more substitutions, no "ft"
+REFERENCE_SUBSTITUTIONS = (
+    ("an ", ""),
+    (".$", "$"),
+    ("\\$", ""),
+    ("\\ ", ""),
+    (" ", ""),
+    ("mbox", "text"),
+    (",\\text{and}", ","),
+    ("\\text{and}", ","),
+    ("\\text{m}", "\\text{}"),
+    ("\\left", ""),
+    ("\\right", ""),
+    ("\u2236", ":"),
+    ("\uff0c", ","),
+    ("$", ""),
+    ("\\approx", "="),
+    ("\\simeq", "="),
+    ("\\sim", "="),
+    ("^\\prime", "'"),
+    ("^{\\prime}", "'"),
+    ("\\dfrac", "\\frac"),
+    ("\\tfrac", "\\frac"),
+    ("^\\circ", ""),
+    ("%", ""),
+    ("\u221a", "\\sqrt"),
+    ("\u221e", "\\infty"),
+    ("\u222a", "\\cup"),
+)
+REFERENCE_REMOVED = tuple(expr for expr in APPENDIX_REMOVED if expr != "ft")
 
 
 def _strip_math_wrapper(s: str) -> str:
@@ -62,12 +94,11 @@ def _strip_math_wrapper(s: str) -> str:
     return s
 
 
-def minerva_normalize(answer: str, *, split_equals: bool = True) -> str:
-    """Minerva's `normalize_final_answer` (appendix D); `split_equals=False` skips its `split("=")[-1]`."""
-    s = answer.split("=")[-1] if split_equals else answer
-    for before, after in _SUBSTITUTIONS:
+def _minerva_steps(s: str, substitutions: tuple, removed: tuple) -> str:
+    """Minerva's steps after its "=" split, with the given substitution and removal lists."""
+    for before, after in substitutions:
         s = s.replace(before, after)
-    for expr in _REMOVED:
+    for expr in removed:
         s = s.replace(expr, "")
     s = re.sub(r"(.*?)(\$)(.*?)(\$)(.*)", "$\\3$", s)
     s = re.sub(r"(\\text\{)(.*?)(\})", "\\2", s)
@@ -82,9 +113,25 @@ def minerva_normalize(answer: str, *, split_equals: bool = True) -> str:
     return s
 
 
-def reference_normalize(answer: str) -> str:
-    """The reference's variant: a whole-answer `\\(…\\)`/`\\[…\\]` removed, then Minerva without the "=" split."""
-    return minerva_normalize(_strip_math_wrapper(answer), split_equals=False)
+def minerva_normalize(answer: str, *, split_equals: bool = True) -> str:
+    """Minerva's `normalize_final_answer` (appendix D lists); `split_equals=False` skips its `split("=")[-1]`."""
+    s = answer.split("=")[-1] if split_equals else answer
+    return _minerva_steps(s, APPENDIX_SUBSTITUTIONS, APPENDIX_REMOVED)
+
+
+def reference_normalize(
+    answer: str,
+    substitutions: tuple = REFERENCE_SUBSTITUTIONS,
+    removed: tuple = REFERENCE_REMOVED,
+    *,
+    strip_again: bool = True,
+) -> str:
+    """Step 3 (TORL-SPEC §4): a whole-answer `\\(…\\)`/`\\[…\\]` removed, Minerva's steps with the reference's
+    lists and without the "=" split, then such a wrapper removed once more. Other lists and `strip_again=False`
+    give the variants the tests compare against (the appendix's lists, one strip: torl's reference mode before
+    issue 22)."""
+    s = _minerva_steps(_strip_math_wrapper(answer), substitutions, removed)
+    return _strip_math_wrapper(s) if strip_again else s
 
 
 # ------------------------------------------------------------------ Hendrycks MATH `is_equiv` (step 5)
@@ -195,16 +242,21 @@ def math_verify_check(pred: str, gold: str) -> bool:
 
 
 def reference_equal(
-    pred: str, gold: str, *, verifier: Callable[[str, str], bool] = math_verify_check
+    pred: str,
+    gold: str,
+    *,
+    verifier: Callable[[str, str], bool] = math_verify_check,
+    normalize: Callable[[str], str] = reference_normalize,
 ) -> tuple[bool, str]:
     """(correct, deciding step) of the reference's check of an extracted answer against a gold (steps 2–6).
-    `verifier` is step 4 (math-verify; replaceable to test the fallbacks)."""
+    `verifier` is step 4 (math-verify; replaceable to test the fallbacks), `normalize` step 3 (replaceable to
+    compare normaliser lists)."""
     try:
         if reference_equal_casefold(pred, gold):
             return True, "ref:lower"
         a, b = pred, gold
         try:
-            a, b = reference_normalize(pred), reference_normalize(gold)
+            a, b = normalize(pred), normalize(gold)
             return bool(verifier(a, b)), "ref:math_verify"
         except Exception:  # noqa: BLE001 - the reference falls back on any exception
             try:
