@@ -10,6 +10,7 @@ bash scripts/setup.sh
 bash scripts/setup_engines.sh
 . .venv/bin/activate
 ruff check src tests benchmarks
+lint-imports
 python -m pytest -q -m "not destructive and not engines" "$@"
 deactivate
 . .venv-engines/bin/activate

@@ -31,10 +31,13 @@ from torl.data import filters
 from torl.data.decontam import DEFAULT_MIN_OVERLAP, DEFAULT_NGRAM, build_index, shipped_benchmark_items
 from torl.data.dedup import DedupConfig, exact_duplicates, near_duplicates
 from torl.data.readers import InvalidRow, RawItem, SourceSpec, read_source
+from torl.data.report import build_report, render_markdown
 from torl.data.schema import Problem, write_problems
 from torl.data.textnorm import compact_key
 from torl.data.verl import base_prompt, write_verl_parquet
 from torl.errors import UserInputError
+from torl.models.qwen25 import resolve_tokenizer_path
+from torl.reward import default_grader, grade_many, is_equivalent
 
 
 @dataclass
@@ -75,8 +78,6 @@ class BuildResult:
 
 
 def _equivalent(a: str, b: str) -> bool:
-    from torl.reward import is_equivalent
-
     try:
         return bool(is_equivalent(a, b))
     except Exception:  # a grader failure means "not shown equivalent"
@@ -89,8 +90,6 @@ def parse_flags(answers: Sequence[str], workers: int | None = None, progress: bo
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm.auto import tqdm
-
-    from torl.reward import default_grader
 
     grader = default_grader(workers)
 
@@ -110,8 +109,6 @@ def parse_flags(answers: Sequence[str], workers: int | None = None, progress: bo
 def boxes_other_answers(items: Sequence[RawItem], workers: int | None = None) -> list[str | None]:
     """For each item, why its solution boxes answers that differ from its gold (the last box), or None.
     All pairs go to the grader in one batch (`torl.reward.grade_many`)."""
-    from torl.reward import grade_many
-
     preds = [b for it in items for b in it.other_boxed]
     golds = [it.answer for it in items for _ in it.other_boxed]
     same = iter(grade_many(preds, golds, processes=workers) if preds else [])
@@ -132,8 +129,6 @@ def prompt_lengths(problems: Sequence[str], tokenizer: str | None, progress: boo
     if tokenizer is None:
         return [len(p) for p in prompts]
     from transformers import AutoTokenizer
-
-    from torl.models.qwen25 import resolve_tokenizer_path
 
     try:
         tok = AutoTokenizer.from_pretrained(resolve_tokenizer_path(tokenizer), local_files_only=True)
@@ -318,8 +313,6 @@ def build_dataset(
     problems = [Problem(it.id, it.problem.strip(), it.answer, it.source, dict(it.meta)) for it in alive]
     timings["total"] = time.perf_counter() - t0
 
-    from torl.data.report import build_report
-
     report = build_report(
         inputs=inputs,
         n_input=len(items) + len(invalid),
@@ -340,8 +333,6 @@ def write_outputs(result: BuildResult, out_dir: str | Path, split: str = "train"
     """Write train.parquet (veRL), problems.jsonl (torl), dropped.jsonl, report.json and report.md.
     flavour "reference": train.parquet holds the bare problem as its user message, for the reference trainer
     (`torl.data.verl`); the columns are the same."""
-    from torl.data.report import render_markdown
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {

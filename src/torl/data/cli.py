@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from torl.data.build import BuildConfig, build_dataset, write_outputs
+from torl.data.limr import LimrConfig, select, write_limr_outputs
+from torl.data.readers import parse_columns_arg, parse_source_arg
+from torl.errors import UserInputError
+
 
 def register(subparsers) -> None:
     group = subparsers.add_parser("data", help="build training sets: filter, deduplicate, decontaminate, LIMR")
@@ -67,10 +72,6 @@ def register(subparsers) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from torl.data.build import BuildConfig, build_dataset, write_outputs
-    from torl.data.readers import parse_columns_arg, parse_source_arg
-    from torl.errors import UserInputError
-
     columns: dict[str, dict[str, str]] = {}
     for text in args.columns:
         label, mapping = parse_columns_arg(text)
@@ -109,8 +110,6 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _limr(args: argparse.Namespace) -> int:
-    from torl.data.limr import LimrConfig, select, write_limr_outputs
-
     config = LimrConfig(
         steps_per_epoch=args.steps_per_epoch,
         threshold=args.threshold,

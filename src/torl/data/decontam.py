@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from torl.data.eval_sets import list_benchmarks, load_benchmark
 from torl.data.textnorm import word_tokens
+from torl.errors import UserInputError
 
 DEFAULT_NGRAM = 13
 DEFAULT_MIN_OVERLAP = 0.5
@@ -80,13 +82,9 @@ def build_index(
 
 def shipped_benchmark_items(names: Sequence[str] | None = None) -> list[tuple[str, str, str]]:
     """(benchmark, id, problem) for the shipped benchmarks (`torl.data.eval_sets`), all of them by default."""
-    from torl.data.eval_sets import list_benchmarks, load_benchmark
-
     available = list_benchmarks()
     names = list(available) if names is None else list(names)
     unknown = [n for n in names if n not in available]
     if unknown:
-        from torl.errors import UserInputError
-
         raise UserInputError(f"unknown benchmark(s) {unknown}; shipped: {', '.join(available)}")
     return [(name, p.id, p.problem) for name in names for p in load_benchmark(name)]

@@ -24,6 +24,9 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from torl.data.readers import read_problems
+from torl.data.schema import write_problems
+from torl.data.verl import read_verl_parquet, write_verl_parquet
 from torl.errors import UserInputError
 
 _STEP_FILE = re.compile(r"^step_(\d+)\.jsonl$")
@@ -243,8 +246,6 @@ def plot_scores(result: LimrResult, threshold: float, path: str | Path) -> Path:
 
 def load_pool(path: str | Path) -> list:
     """The problems a run trained on: torl schema (.jsonl/.parquet) or a veRL parquet."""
-    from torl.data.readers import read_problems
-
     path = Path(path)
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -252,8 +253,6 @@ def load_pool(path: str | Path) -> list:
         if not path.is_file():
             raise UserInputError(f"{path}: no such file")
         if "reward_model" in pq.read_schema(path).names:
-            from torl.data.verl import read_verl_parquet
-
             return read_verl_parquet(path)
     return read_problems(path)
 
@@ -262,9 +261,6 @@ def write_limr_outputs(result: LimrResult, out_dir: str | Path, threshold: float
                        ) -> dict[str, Path]:
     """scores.jsonl, selected_ids.txt, scores.png, limr_report.json/.md; selected.jsonl and selected.parquet
     (torl and veRL schema) when the pool the run trained on is given."""
-    from torl.data.schema import write_problems
-    from torl.data.verl import write_verl_parquet
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"scores": out / "scores.jsonl", "selected_ids": out / "selected_ids.txt", "plot": out / "scores.png",

@@ -23,9 +23,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from torl.data.answers import boxed_contents, other_boxed
+from torl.data.filters import letter_answer
 from torl.data.schema import Problem, iter_jsonl
 from torl.data.verl import is_verl_columns, read_verl_parquet, verl_row_fields
 from torl.errors import UserInputError
+from torl.reward import extract_answer
 
 FORMATS = ("numina", "math", "deepscaler", "generic", "verl")
 FIELDS = ("id", "problem", "answer", "solution", "messages", "level", "difficulty", "type", "subsource")
@@ -276,8 +278,6 @@ def _scalar_meta(row: dict, used: set[str]) -> dict:
 
 def row_to_item(spec: SourceSpec, row: object, where: str, item_id: str) -> RawItem:
     """One raw row -> RawItem. Raises ValueError (the reason) for a malformed row."""
-    from torl.reward import extract_answer
-
     if not isinstance(row, dict):
         raise ValueError(f"expected an object, got {type(row).__name__}")
     if spec.format == "verl":
@@ -336,8 +336,6 @@ _WHOLE_BOX = re.compile(r"^\\boxed\s*\{(.*)\}$", re.S)
 def clean_answer(answer: str) -> str:
     """Strip whitespace, enclosing `$` and a whole-answer `\\boxed{}`; a choice label before a value goes
     ("\\textbf{(C)}\\ 12" -> "12"), a lone choice label becomes its letter ("\\textbf{(C)}" -> "C")."""
-    from torl.data.filters import letter_answer
-
     answer = answer.strip()
     if m := _DOLLARS.match(answer):
         answer = m.group(1).strip()

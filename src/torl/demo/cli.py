@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from torl.demo.config import load_demo_config
+from torl.demo.pipeline import run_demo
+from torl.demo.report import summary_text
+
 EPILOG = """\
 examples:
   torl demo                                   # -> runs/demo/report.md (about 6-8 minutes on 2 CPU cores)
@@ -52,10 +56,6 @@ def run_demo_config(path: str | Path | None, overrides: list[str], *, overwrite:
                     progress: bool = True):
     """Load a demo config (None: the built-in one), run the demo, print the summary; returns the DemoResult.
     `torl train CONFIG` hands a config with a `demo:` section to this function."""
-    from torl.demo.config import load_demo_config
-    from torl.demo.pipeline import run_demo
-    from torl.demo.report import summary_text
-
     plan = load_demo_config(path, overrides)
     result = run_demo(plan, overwrite=overwrite, progress=progress)
     print(summary_text(result.report, result.report_md))

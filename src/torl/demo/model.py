@@ -18,6 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from torl.train.tiny_model import train_byte_level_bpe
+
 EOS = "<|endoftext|>"
 NUMBERS_PROBE = "print(287663 * 45 - 1000056 % 7)\n```output\n-3\n```\n\\boxed{12}"
 
@@ -52,8 +54,6 @@ PRETOKENIZE_PATTERN = (
 def train_tokenizer(texts: Iterable[str], vocab_size: int):
     """A byte-level BPE `PreTrainedTokenizerFast` trained on `texts` (Llama 3 pre-tokenisation)."""
     from transformers import PreTrainedTokenizerFast
-
-    from torl.train.tiny_model import train_byte_level_bpe
 
     tok = train_byte_level_bpe(itertools.chain(texts, NUMBER_CHUNKS), pattern=PRETOKENIZE_PATTERN,
                                vocab_size=vocab_size, special_tokens=[EOS])

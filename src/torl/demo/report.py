@@ -11,6 +11,9 @@ from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
 
+from torl.data.readers import read_problems
+from torl.train.metrics import read_metrics, series
+
 # the paper's claim in miniature (TORL-SPEC §5): targets of the default demo
 TARGET_GAIN = 0.20  # accuracy after RL - accuracy of the warm-started model
 TARGET_TOOL_MARGIN = 0.15  # accuracy with tools - accuracy with tools disabled (trained model)
@@ -26,8 +29,6 @@ def window_mean(values: list[float], first: bool, k: int) -> float | None:
 def training_dynamics(run_dir: Path) -> dict:
     """First/last-steps means of the train/ metrics (k = a quarter of the steps, 1 to 5 steps) and the
     validation accuracy curve."""
-    from torl.train.metrics import read_metrics, series
-
     records = read_metrics(run_dir)
     out: dict = {}
     steps, _ = series(records, "train/code_ratio")
@@ -65,8 +66,6 @@ def build_report(*, before: dict, after: dict, run_dir: Path, plots_dir: Path, m
                  files: dict, model_dir: Path, warm_dir: Path, seconds: dict, wall_seconds: float, train_cfg,
                  demo, eval_dir: Path) -> dict:
     """The report.json object."""
-    from torl.data.readers import read_problems
-
     dyn = training_dynamics(run_dir)
     heldout = Path(files["heldout"])
     problems = read_problems(heldout)

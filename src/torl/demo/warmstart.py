@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from torl.demo.problems import LEVELS, Exercise, generate, solution_parts
+from torl.rollout.templates import build_prompt
+from torl.rollout.tokens import encode_plain, encode_prompt
 
 
 @dataclass
@@ -57,8 +59,6 @@ class Example:
 
 def build_corpus(cfg: WarmStartConfig, *, exclude: set[str] | frozenset[str] = frozenset()) -> list[Example]:
     """The warm-start texts: prompt (torl template) + a solution, tool style with probability tool_fraction."""
-    from torl.rollout.templates import build_prompt
-
     rng = random.Random(cfg.seed + 1)
     exercises = generate(cfg.examples, seed=cfg.seed, levels=cfg.levels, exclude=exclude)
     out = []
@@ -76,8 +76,6 @@ def corpus_texts(examples: Sequence[Example]) -> list[str]:
 def encode_example(tokenizer, ex: Example) -> tuple[list[int], list[int]]:
     """(input ids, labels): the prompt ids as the rollout engine builds them, then each response piece tokenised
     on its own, then EOS. Only the model's pieces and EOS are labelled; the rest is -100 (no loss)."""
-    from torl.rollout.tokens import encode_plain, encode_prompt
-
     ids = encode_prompt(tokenizer, ex.prompt)
     labels = [-100] * len(ids)
     for text, by_model in ex.parts:

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from torl.rollout.observation import STYLES, ObservationFormat
 
 BUDGETS: tuple[str, ...] = ("executions", "rounds")
+INTERPRETERS: tuple[str, ...] = ("stateless", "session")
 
 
 @dataclass
@@ -27,6 +28,10 @@ class RolloutConfig:
     exec_timeout, exec_memory_mb: per execution, passed to the sandbox.
     tool_grace_s: how long past exec_timeout the engine waits for a sandbox answer before recording a timeout.
     max_concurrent_tool_calls: executions in flight at once (None: the sandbox's `max_concurrency`).
+    interpreter: "stateless" (the paper's, default: each block runs in a fresh interpreter) or "session" (each
+        sample owns one interpreter session for its lifetime, so a block sees the variables, imports and
+        functions of the sample's earlier blocks; the sandbox must hold sessions: LocalSandbox or
+        `torl sandbox serve`).
     """
 
     max_tool_calls: int = 1
@@ -43,6 +48,7 @@ class RolloutConfig:
     tool_grace_s: float = 30.0
     max_concurrent_tool_calls: int | None = None
     tool_call_budget: str = "executions"
+    interpreter: str = "stateless"
 
     def __post_init__(self) -> None:
         if self.max_tool_calls < 0:
@@ -57,6 +63,8 @@ class RolloutConfig:
             raise ValueError("stop must be a non-empty string when max_tool_calls > 0")
         if self.tool_call_budget not in BUDGETS:
             raise ValueError(f"tool_call_budget must be one of {BUDGETS}, got {self.tool_call_budget!r}")
+        if self.interpreter not in INTERPRETERS:
+            raise ValueError(f"interpreter must be one of {INTERPRETERS}, got {self.interpreter!r}")
         if self.observation_style not in STYLES:
             raise ValueError(f"observation_style must be one of {STYLES}, got {self.observation_style!r}")
         if self.exec_timeout <= 0:

@@ -1,7 +1,8 @@
 """The tool-integrated generation loop (TORL-SPEC §3), one asyncio task per sample.
 
 Per sample: generate with the stop marker; if the round stopped there, run the last python block of the round
-in the sandbox, append the observation, continue. After `max_tool_calls` executions (or, with
+in the sandbox (a fresh interpreter, or with `interpreter="session"` the sample's own interpreter session, which
+keeps the earlier blocks' globals), append the observation, continue. After `max_tool_calls` executions (or, with
 `tool_call_budget="rounds"`, rounds generated with the marker: the reference's count) the next round runs without
 the stop marker. The response ends at EOS or at `max_response_tokens` (observations count).
 
@@ -24,7 +25,7 @@ from torl.rollout.observation import extract_code, format_observation, inserted_
 from torl.rollout.result import RolloutResult, ToolCall
 from torl.rollout.seeds import derive_seed
 from torl.rollout.tokens import decode, encode_plain, encode_prompt
-from torl.sandbox.base import ExecResult, Sandbox
+from torl.sandbox.base import ExecResult, Sandbox, Session, lost_result
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,20 @@ class _Loop:
 
     async def sample(self, index: int, prompt: str | Sequence[int], seed: int | None = None
                      ) -> tuple[int, RolloutResult]:
+        """One sample; in session mode it owns one interpreter session, closed when the sample ends however it
+        ends (finished, failed, cancelled)."""
+        state = _SampleState()
+        try:
+            return await self._sample(index, prompt, seed, state)
+        finally:
+            if state.session is not None:
+                try:
+                    await asyncio.to_thread(state.session.close)
+                except Exception as e:  # noqa: BLE001 - closing must not replace the sample's own outcome
+                    log.warning("closing the interpreter session failed: %s: %s", type(e).__name__, e)
+
+    async def _sample(self, index: int, prompt: str | Sequence[int], seed: int | None, state: _SampleState
+                      ) -> tuple[int, RolloutResult]:
         cfg, tok = self.config, self.tokenizer
         if isinstance(prompt, str):
             res = RolloutResult(prompt=prompt, prompt_ids=encode_prompt(tok, prompt))
@@ -149,7 +164,7 @@ class _Loop:
             code = extract_code(round_text, stop=cfg.stop, run_blank=cfg.observation_style == "reference")
             if code is None:  # stopped at the marker without a finished block: nothing runs, go on
                 continue
-            result = await self.execute(code)
+            result = await self.execute(code, state)
             res.num_executions += 1
             obs = format_observation(result, cfg.observation_style, fmt=cfg.observation_format)
             obs_ids = encode_plain(tok, inserted_text(round_text, obs, stop=cfg.stop))
@@ -168,21 +183,39 @@ class _Loop:
         res.all_executions_ok = all(tc.result.ok for tc in res.tool_calls)
         return index, res
 
-    async def execute(self, code: str) -> ExecResult:
-        """Run one snippet; never raises: a failing or silent sandbox becomes a sandbox_error/timeout result."""
+    async def execute(self, code: str, state: _SampleState | None = None) -> ExecResult:
+        """Run one snippet (in the sample's session when `interpreter` is "session"); never raises: a failing or
+        silent sandbox becomes a sandbox_error/timeout result."""
         cfg = self.config
         self.executions += 1
+        state = state or _SampleState()
+        if state.lost is not None:
+            return lost_result(state.lost)
         async with self.gate:
             try:
-                return await asyncio.wait_for(
-                    self.sandbox.arun(code, timeout=cfg.exec_timeout, memory_mb=cfg.exec_memory_mb),
-                    cfg.exec_timeout + cfg.tool_grace_s)
+                if cfg.interpreter == "session":
+                    if state.session is None:
+                        state.session = await asyncio.to_thread(self.sandbox.session, memory_mb=cfg.exec_memory_mb)
+                    call = state.session.arun(code, timeout=cfg.exec_timeout, memory_mb=cfg.exec_memory_mb)
+                else:
+                    call = self.sandbox.arun(code, timeout=cfg.exec_timeout, memory_mb=cfg.exec_memory_mb)
+                return await asyncio.wait_for(call, cfg.exec_timeout + cfg.tool_grace_s)
             except TimeoutError:
-                return ExecResult("timeout", reason=f"no answer from the sandbox within "
-                                  f"{cfg.exec_timeout + cfg.tool_grace_s:g} s", duration_s=cfg.exec_timeout)
+                why = f"no answer from the sandbox within {cfg.exec_timeout + cfg.tool_grace_s:g} s"
+                if state.session is not None:
+                    state.lost = why
+                return ExecResult("timeout", reason=why, duration_s=cfg.exec_timeout)
             except Exception as e:  # noqa: BLE001 - the sandbox's failure must not end the other samples
                 log.warning("sandbox call failed: %s: %s", type(e).__name__, e)
                 return ExecResult("sandbox_error", reason=f"{type(e).__name__}: {e}")
+
+
+class _SampleState:
+    """What one sample holds between its executions: its interpreter session (session mode)."""
+
+    def __init__(self) -> None:
+        self.session: Session | None = None
+        self.lost: str | None = None  # the session stopped answering: later calls say so without trying
 
 
 def _missing_marker(text: str, marker: str) -> str:

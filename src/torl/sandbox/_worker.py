@@ -872,7 +872,9 @@ def main() -> None:
     os.close(devnull)
     worker = Worker(cfg)
     _send(proto_out, worker.setup())
-    if cfg.get("fork_per_request", True):
+    if cfg.get("sessions"):
+        _serve_sessions(worker, proto_out)
+    elif cfg.get("fork_per_request", True):
         _serve_forking(worker, proto_in, proto_out)
     else:
         reader = _LineReader(proto_in)
@@ -934,6 +936,296 @@ def _send(fd: int, obj: dict) -> None:
             view = view[os.write(fd, view):]
         except InterruptedError:
             continue
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sessions: a zygote that forks one long-lived, isolated interpreter per session
+# ---------------------------------------------------------------------------------------------------------------
+# The zygote is a worker started with {"sessions": true} whose stdin/stdout is a unix socket. It only forks: on
+# {"op": "open"} it makes the session's directory, forks the interpreter and hands the parent process the
+# interpreter's ends ([control socket, stdout, stderr, pidfd]) with SCM_RIGHTS. It never sees a snippet or an
+# output, so what one session ran is never in the memory that the next session inherits. The parent talks to each
+# interpreter directly: it sends {"op": "run"} / {"op": "fork"} on the control socket and watches the timeout.
+SESSION_REAP_S = 2.0  # the zygote reaps dead sessions this often; until then their /proc/PID/stat tells how they died
+
+
+def _serve_sessions(worker: Worker, proto: int) -> None:
+    import socket
+
+    sock = socket.socket(fileno=proto)
+    reader = _LineReader(proto)
+    last_reap = time.monotonic()
+    while True:
+        ready, _, _ = select.select([proto], [], [], SESSION_REAP_S)
+        if time.monotonic() - last_reap >= SESSION_REAP_S:
+            _reap_all(block=False)
+            last_reap = time.monotonic()
+        if not ready:
+            continue
+        line = reader.readline()
+        if line is None:
+            return
+        fds: list[int] = []
+        try:
+            req = json.loads(line)
+            if req.get("op") == "open":
+                reply, fds = _open_session(worker, req)
+            elif req.get("op") == "rmtree":
+                root = os.path.realpath(str(req["root"]))
+                if os.path.dirname(root) != os.path.realpath(worker.cfg["job_root"]) or \
+                        not os.path.basename(root).startswith("sess-"):
+                    raise ValueError(f"not a session directory: {root}")
+                worker._remove_jobdir(root)
+                reply = {"ok": True}
+            else:
+                raise ValueError(f"unknown op {req.get('op')!r}")
+        except Exception as e:  # a bad request must not take the zygote down
+            reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+        try:
+            socket.send_fds(sock, [(json.dumps(reply) + "\n").encode()], fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+
+def _open_session(worker: Worker, req: dict) -> tuple[dict, list[int]]:
+    import socket
+
+    root = tempfile.mkdtemp(prefix="sess-", dir=worker.cfg["job_root"])
+    member = os.path.join(root, "m")  # this interpreter's own directory; forks nest below it (m/f/...)
+    for d in (member, os.path.join(member, "w"), os.path.join(member, "f")):
+        os.mkdir(d, 0o700)
+    uid = worker.cfg.get("run_as_uid")
+    for d in (root, member, os.path.join(member, "w"), os.path.join(member, "f")):
+        if uid is not None:
+            os.chown(d, uid, uid)
+        os.chmod(d, 0o700)
+    ctl_parent, ctl_child = socket.socketpair()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        ctl_parent.close()
+        _session_child(worker.cfg, req, member, (ctl_child.detach(), out_w, err_w), worker.bpf)
+    ctl_child.close()
+    os.close(out_w)
+    os.close(err_w)
+    pidfd = os.pidfd_open(pid)
+    return {"ok": True, "pid": pid, "root": root}, [ctl_parent.detach(), out_r, err_r, pidfd]
+
+
+def _session_child(cfg: dict, req: dict, member: str, fds: tuple[int, int, int], bpf: bytes | None) -> None:
+    """The session's interpreter: the isolation of a snippet's child (`_child`), kept alive between calls.
+    Never returns."""
+    code = 70
+    try:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        os.setsid()
+        for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        ctl, out_fd, err_fd = fds
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        os.dup2(ctl, 3)
+        os.closerange(4, 1 << 16)
+        work = os.path.join(member, "w")
+        os.chdir(work)
+        os.environ.clear()
+        os.environ.update(dict(cfg["env"], HOME=work, TMPDIR=work, PWD=work))
+        mem = int(req.get("memory_mb") or cfg["memory_mb"]) * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))  # the parent re-arms AS and CPU before each call
+        resource.setrlimit(resource.RLIMIT_FSIZE, (cfg["file_size_mb"] << 20, cfg["file_size_mb"] << 20))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (cfg["open_files"], cfg["open_files"]))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        for cgroup in req.get("cgroups") or ():  # the session's own pids and memory cgroups
+            with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+                f.write("0")
+        uid = cfg.get("run_as_uid")
+        if uid is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (cfg["max_processes"], cfg["max_processes"]))
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+        elif cfg.get("drop_caps"):
+            drop_capabilities()
+        _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # what a snippet leaves behind stays in this tree
+        if cfg.get("landlock_abi"):
+            landlock_restrict(cfg["landlock_abi"], cfg["read_paths"], [member], ["/dev/null"])
+        if bpf:
+            seccomp_load(bpf)
+        import builtins
+        import faulthandler
+        import io
+        import types
+
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w", closefd=False)), encoding="utf-8",
+                                      errors="backslashreplace")
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
+                                      errors="backslashreplace", line_buffering=True)
+        sys.path.insert(0, work)
+        sys.set_int_max_str_digits(0)
+        faulthandler.enable(file=2)  # a crash (segfault) says where in its stderr
+        main = types.ModuleType("__main__")
+        main.__dict__.update(__builtins__=builtins, __cached__=None, __spec__=None, __package__=None)
+        sys.modules["__main__"] = main
+        _session_loop(cfg, member, main)
+    except BaseException as e:
+        try:
+            os.write(2, f"torl-sandbox-setup-error: {type(e).__name__}: {e}\n".encode())
+            _send(3, {"ready": False, "error": f"{type(e).__name__}: {e}"})
+        except OSError:
+            pass
+    finally:
+        os._exit(code)
+
+
+def _session_loop(cfg: dict, member: str, main) -> None:
+    """Serve {"op": "run"} and {"op": "fork"} on fd 3 until EOF (the parent closed the session). Never returns."""
+    import socket
+    import threading
+
+    send, loads, read, fork_session = _send, json.loads, _LineReader(3).readline, _fork_session
+    _send(3, {"ready": True, "pid": os.getpid()})
+    calls = 0
+    while True:
+        line = read()
+        if line is None:
+            os._exit(0)
+        req = loads(line)
+        _reap_all(block=False)  # leftovers of the last call, killed by the parent
+        if req.get("op") == "fork":
+            member, read = fork_session(cfg, member, read, socket)
+            continue
+        calls += 1
+        code = _session_call(req, os.path.join(member, "w"), calls, main, threading)
+        send(3, {"done": True, "exit_code": code})
+
+
+def _session_call(req: dict, work: str, n: int, main, threading) -> int:
+    """One call: the snippet runs in the session's globals from its own file `cellN.py`; returns its exit code
+    (`exit()` ends the call, not the session)."""
+    import io
+
+    stdin = req.get("stdin")
+    if stdin is None:
+        fd = os.open(os.devnull, os.O_RDONLY)
+    else:
+        fd, w = os.pipe()
+        data = stdin.encode("utf-8")
+
+        def feed() -> None:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(w, view[:65536]):]
+            except OSError:
+                pass
+            finally:
+                os.close(w)
+
+        threading.Thread(target=feed, daemon=True).start()
+    os.dup2(fd, 0)
+    os.close(fd)
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8", errors="replace")
+    sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
+    source = req["code"]
+    path = os.path.join(work, f"cell{n}.py")
+    with open(path, "w", encoding="utf-8", errors="surrogatepass") as f:
+        f.write(source)
+    sys.argv = [path]
+    main.__dict__["__file__"] = path
+    before = set(threading.enumerate())
+    code = 0
+    try:
+        exec(compile(source, path, "exec"), main.__dict__)  # noqa: S102 - this is the sandbox
+    except SystemExit as e:
+        code = _exit_code(e)
+    except BaseException as e:  # report like the interpreter does, without this frame
+        tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
+        sys.__excepthook__(type(e), e.with_traceback(tb), tb)
+        code = 1
+    for t in set(threading.enumerate()) - before:  # as at interpreter exit: non-daemon threads are joined
+        if not t.daemon and t is not threading.current_thread():
+            t.join()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    return code
+
+
+def _copy_tree(src: str, dst: str, sh) -> None:
+    """Copy files, directories and symlinks (contents only: seccomp forbids chmod/utime, so no copystat)."""
+    os.mkdir(dst, 0o700)
+    with os.scandir(src) as entries:
+        for e in entries:
+            target = os.path.join(dst, e.name)
+            if e.is_symlink():
+                os.symlink(os.readlink(e.path), target)
+            elif e.is_dir():
+                _copy_tree(e.path, target, sh)
+            elif e.is_file():
+                sh.copyfile(e.path, target)
+
+
+def _fork_session(cfg: dict, member: str, read, socket) -> tuple[str, object]:
+    """{"op": "fork"}: fork this interpreter. The copy gets its own directory (a copy of this one's files, nested
+    below it: m/f/XXXX), confined to it by one more Landlock layer, and its own control socket and pipes, handed
+    to the parent with a pidfd. Returns (member, readline) of whichever process this is after the fork."""
+    import shutil as sh
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    child_member = tempfile.mkdtemp(dir=os.path.join(member, "f"))
+    ctl_parent, ctl_child = socket.socketpair()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ctl_parent.close()
+            for fd in (out_r, err_r):
+                os.close(fd)
+            os.dup2(out_w, 1)
+            os.dup2(err_w, 2)
+            os.dup2(ctl_child.fileno(), 3)
+            for fd in (out_w, err_w):
+                os.close(fd)
+            ctl_child.close()
+            _copy_tree(os.path.join(member, "w"), os.path.join(child_member, "w"), sh)
+            os.mkdir(os.path.join(child_member, "f"), 0o700)
+            work = os.path.join(child_member, "w")
+            os.chdir(work)
+            os.environ.update(HOME=work, TMPDIR=work, PWD=work)
+            if sys.path and sys.path[0] == os.path.join(member, "w"):
+                sys.path[0] = work
+            if cfg.get("landlock_abi"):
+                landlock_restrict(cfg["landlock_abi"], cfg["read_paths"], [child_member], ["/dev/null"])
+            _send(3, {"ready": True, "pid": os.getpid()})
+        except BaseException as e:
+            try:
+                _send(3, {"ready": False, "error": f"{type(e).__name__}: {e}"})
+            finally:
+                os._exit(70)
+        return child_member, _LineReader(3).readline
+    ctl_child.close()
+    os.close(out_w)
+    os.close(err_w)
+    fds = [ctl_parent.detach(), out_r, err_r, os.pidfd_open(pid)]
+    try:
+        with socket.socket(fileno=os.dup(3)) as ctl:
+            socket.send_fds(ctl, [(json.dumps({"forked": True, "pid": pid}) + "\n").encode()], fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return member, read
 
 
 if __name__ == "__main__":

@@ -50,6 +50,47 @@ class ExecResult:
         return cls(**known)
 
 
+class SessionError(RuntimeError):
+    """A session cannot be opened, forked or used: this sandbox holds none, the cap is reached, or it is closed."""
+
+
+class Session(abc.ABC):
+    """A stateful interpreter: each `run` executes in the globals (variables, imports, functions) left by the
+    earlier ones, with the limits and isolation of a stateless call. A call that times out or kills the
+    interpreter ends the session: every later call returns status "error" with `extra["session_lost"]` and a
+    reason starting "session lost". `fork()` copies the interpreter (copy-on-write); `close()` ends it."""
+
+    @abc.abstractmethod
+    def run(self, code: str, *, timeout: float = 10.0, memory_mb: int | None = None,
+            stdin: str | None = None) -> ExecResult:
+        """Run one snippet in this session. Raises SessionError only when the session was closed."""
+
+    async def arun(self, code: str, *, timeout: float = 10.0, memory_mb: int | None = None,
+                   stdin: str | None = None) -> ExecResult:
+        """Async form of `run` (default: `run` in a worker thread)."""
+        return await asyncio.to_thread(self.run, code, timeout=timeout, memory_mb=memory_mb, stdin=stdin)
+
+    @abc.abstractmethod
+    def fork(self) -> Session:
+        """An independent copy of this session's interpreter state. Raises SessionError if it is lost."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """End the session (kills its interpreter, removes its files). Idempotent."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def lost_result(why: str) -> ExecResult:
+    """What a call to a session that was lost earlier returns."""
+    return ExecResult("error", stderr=f"SessionLost: the interpreter session was lost earlier ({why}); its "
+                      "variables are gone\n", reason=f"session lost: {why}", extra={"session_lost": True})
+
+
 class Sandbox(abc.ABC):
     """Runs Python snippets in isolation. Implementations: LocalSandbox, SandboxFusionClient.
 
@@ -114,6 +155,11 @@ class Sandbox(abc.ABC):
                 return await self.arun(code, timeout=timeout, memory_mb=memory_mb, stdin=stdin)
 
         return list(await asyncio.gather(*(one(c, s) for c, s in zip(codes, stdins, strict=True))))
+
+    def session(self, *, memory_mb: int | None = None) -> Session:
+        """A stateful interpreter session (see `Session`); sandboxes that cannot hold one raise SessionError."""
+        raise SessionError(f"{type(self).__name__} cannot hold interpreter sessions (LocalSandbox and "
+                           "`torl sandbox serve` can); use rollout.interpreter: stateless")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (processes, connections). Idempotent."""

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import httpx
 
 from torl.sandbox.auth import TOKEN_ENV, TOKEN_FILE_ENV, resolve_token
-from torl.sandbox.base import ExecResult, Sandbox
+from torl.sandbox.base import ExecResult, Sandbox, SessionError
+from torl.sandbox.session_http import RemoteSession, server_has_sessions
 
 __all__ = ["SandboxFusionClient", "fusion_request", "parse_fusion_response"]
 
@@ -151,6 +152,7 @@ class SandboxFusionClient(Sandbox):
             raise ValueError(f"Sandbox Fusion URL must be http(s)://HOST[:PORT][/run_code], got {url!r}")
         base = url.rstrip("/")
         self.run_code_url = base if base.endswith("/run_code") else base + "/run_code"
+        self._sessions_supported: bool | None = None  # is the server torl's, with sessions? (probed once)
         self.max_concurrency = max_concurrency
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
@@ -294,6 +296,18 @@ class SandboxFusionClient(Sandbox):
         return ExecResult("sandbox_error", duration_s=wall_s, extra={"attempts": self.max_attempts},
                           reason=f"Sandbox Fusion at {self.run_code_url} failed after {self.max_attempts} "
                                  f"attempt(s): {failure}")
+
+    def session(self, *, memory_mb: int | None = None) -> RemoteSession:
+        """An interpreter session on the server, when it is `torl sandbox serve` (found out once, by a probe of
+        its /torl/v1/info); the original Sandbox Fusion holds none: SessionError."""
+        client = self._sync_client()
+        base = self.run_code_url.removesuffix("/run_code")
+        if self._sessions_supported is None:
+            self._sessions_supported = server_has_sessions(client, base)
+        if not self._sessions_supported:
+            raise SessionError(f"the server at {base} holds no interpreter sessions (only `torl sandbox serve` "
+                               "does); use rollout.interpreter: stateless")
+        return RemoteSession.open(client, base, memory_mb, self.http_timeout_margin_s)
 
     def close(self) -> None:
         """Close the connection pool of `run`. Idempotent; async calls close their own clients when they return."""

@@ -30,8 +30,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from torl.sandbox.base import ExecResult, Sandbox
+from torl.sandbox.base import ExecResult, Sandbox, SessionError
 from torl.sandbox.isolation import IsolationPlan, detect, read_only_paths
+from torl.sandbox.sessions import LocalSession, SessionManager
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,8 @@ class LocalSandbox(Sandbox):
             turns it on), not when they all come from one policy being trained (the default: off).
         uid_base: first uid of the dedicated unprivileged uids (root only, one per worker).
         grace_s: how long past a snippet's timeout the parent waits before declaring its worker dead.
+        max_sessions, session_ttl_s: at most this many interpreter sessions (`session()`) at once; a session idle
+            for longer than the TTL is closed (its next call says it was lost).
     """
 
     runs_jobs = True
@@ -206,6 +209,8 @@ class LocalSandbox(Sandbox):
         grace_s: float = 5.0,
         start_timeout: float = 120.0,
         python: str = sys.executable,
+        max_sessions: int = 1024,
+        session_ttl_s: float = 900.0,
     ) -> None:
         if pool_size is None:
             pool_size = min(32, 2 * (os.cpu_count() or 1))
@@ -225,6 +230,8 @@ class LocalSandbox(Sandbox):
         self.job_root, job_root_lock = _own_job_root()
         self._locks: dict[str, int] = {self.job_root: job_root_lock}  # what this pool owns → its flocked fd
         self._python = python
+        self.max_sessions, self.session_ttl_s = max_sessions, session_ttl_s
+        self._sessions: SessionManager | None = None
         self._base_cfg = {
             "preload": list(preload),
             "memory_mb": memory_mb,
@@ -414,6 +421,16 @@ class LocalSandbox(Sandbox):
                                  fetch_files=fetch_files, output_cap=output_cap)
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
+    def session(self, *, memory_mb: int | None = None) -> LocalSession:
+        """A stateful interpreter session (see `torl.sandbox.sessions`): a fork of the session zygote (started on
+        first use) that keeps its globals between calls. memory_mb: its limit until a call gives another."""
+        if self._closed:
+            raise SessionError("LocalSandbox is closed")
+        with self._lock:
+            if self._sessions is None:
+                self._sessions = SessionManager(self, max_sessions=self.max_sessions, ttl_s=self.session_ttl_s)
+        return self._sessions.open(memory_mb)
+
     def _acquire(self, deadline: float) -> _Worker | None:
         while True:
             with self._lock:
@@ -436,6 +453,8 @@ class LocalSandbox(Sandbox):
             return
         self._closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._sessions is not None:
+            self._sessions.close()
         self._finalizer()
 
 

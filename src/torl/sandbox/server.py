@@ -46,6 +46,8 @@ from starlette.routing import Route
 from torl.errors import UserInputError
 from torl.sandbox.auth import BearerAuth, is_loopback
 from torl.sandbox.base import ExecResult, Sandbox
+from torl.sandbox.local import LocalSandbox
+from torl.sandbox.session_http import session_routes
 
 __all__ = [
     "RunCodeRequest",
@@ -288,6 +290,7 @@ def create_app(sandbox: Sandbox, *, max_batch: int = MAX_BATCH, max_output_bytes
             Route("/run_code", run_code, methods=["POST"]),
             Route("/run_code_batch", run_code_batch, methods=["POST"]),
             Route("/v1/ping", ping, methods=["GET"]),
+            *session_routes(sandbox, max_run_timeout_s=max_run_timeout_s),
         ],
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )

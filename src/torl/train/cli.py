@@ -8,6 +8,8 @@ from pathlib import Path
 
 from torl.errors import UserInputError
 from torl.train.config import gradient_accumulation_steps, load_config
+from torl.train.plot import plot_run
+from torl.train.rundir import RunComplete
 
 TRAIN_EPILOG = """\
 examples:
@@ -92,7 +94,6 @@ def run_train(args) -> int:
               f"per step, micro-batch {cfg.grpo.micro_batch_size}, gradient accumulation "
               f"{gradient_accumulation_steps(cfg, n)}")
         return 0
-    from torl.train.rundir import RunComplete
     from torl.train.trainer import train
 
     try:
@@ -105,8 +106,6 @@ def run_train(args) -> int:
 
 
 def run_plot(args) -> int:
-    from torl.train.plot import plot_run
-
     out = plot_run(args.run_dir, args.out)
     print(out / "index.html")
     return 0

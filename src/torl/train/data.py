@@ -13,9 +13,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from torl.data.eval_sets import is_verl_parquet, load_benchmark, load_verl_benchmarks
 from torl.data.readers import read_problems
 from torl.data.schema import Problem
 from torl.errors import UserInputError
+from torl.models.qwen25 import resolve_tokenizer_path
 from torl.rollout.templates import build_prompt
 from torl.rollout.tokens import encode_prompt
 
@@ -82,8 +84,6 @@ def load_length_tokenizer(name_or_path: str):
     reference's tokenizer) or a local tokenizer directory."""
     from transformers import AutoTokenizer
 
-    from torl.models.qwen25 import resolve_tokenizer_path
-
     try:
         return AutoTokenizer.from_pretrained(resolve_tokenizer_path(name_or_path), local_files_only=True)
     except Exception as e:  # transformers raises OSError/ValueError/... for a bad directory
@@ -95,14 +95,10 @@ def load_validation_problems(benchmarks: Sequence[str], files: Sequence[str],
     """{name: problems}: shipped benchmarks by name, files by their stem; each capped at max_items."""
     out: dict[str, list[Problem]] = {}
     if benchmarks:
-        from torl.data.eval_sets import load_benchmark
-
         for name in benchmarks:
             out[name] = load_benchmark(name)
     for f in files:
         from pathlib import Path
-
-        from torl.data.eval_sets import is_verl_parquet, load_verl_benchmarks
 
         # a veRL / reference file (e.g. the reference's test.parquet) is one set per data_source, as it reports them
         found = load_verl_benchmarks(f) if is_verl_parquet(str(f)) else {Path(f).stem: read_problems(f)}

@@ -27,6 +27,7 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
 from torl.errors import UserInputError
+from torl.sandbox import make_sandbox
 from torl.train.callbacks import TIRStepCallback
 from torl.train.config import TINY_MODEL, TorlTrainConfig, gradient_accumulation_steps
 from torl.train.data import PromptSet, load_validation_problems, read_train_problems, render_prompts
@@ -367,10 +368,7 @@ def _check_context(model_path: str, cfg: TorlTrainConfig) -> None:
 
 
 def make_run_sandbox(cfg: TorlTrainConfig):
-    from torl.sandbox import make_sandbox
-
-    kwargs = {"pool_size": local_sandbox_workers(cfg.engine.sandbox_workers)} if cfg.engine.sandbox == "local" else {}
-    return make_sandbox(cfg.engine.sandbox, **kwargs)
+    return make_sandbox(cfg.engine.sandbox, workers=local_sandbox_workers(cfg.engine.sandbox_workers))
 
 
 # ------------------------------------------------------------------------------------------------ entry points

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from torl.data.schema import Problem, iter_jsonl
+from torl.data.verl import is_verl_columns, read_verl_parquet
 from torl.errors import UserInputError
+from torl.reward import extract_answer
 
 DATA_DIR = Path(__file__).parent / "data"
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -92,8 +94,6 @@ def _olympiadbench(r: dict) -> Problem:
 
 
 def _minerva(r: dict) -> Problem:
-    from torl.reward import extract_answer  # the same last-\boxed{} rule the grader applies to responses
-
     answer = (extract_answer(r["solution"]) or "").replace("$", "").strip()
     return Problem(str(r["idx"]), r["problem"], answer, "minerva_math", {"type": r.get("type")})
 
@@ -230,8 +230,6 @@ def _split_source(spec: str) -> tuple[str, str | None]:
 def load_verl_benchmarks(path: str | Path, source: str | None = None) -> dict[str, list[Problem]]:
     """A veRL / reference parquet (TORL-SPEC §2) as one benchmark per `data_source` ({"aime24": [...], ...});
     `source` keeps only that one. Repeated rows (the reference repeats AIME items 4x) stay separate items."""
-    from torl.data.verl import read_verl_parquet
-
     out: dict[str, list[Problem]] = {}
     for p in read_verl_parquet(path):
         out.setdefault(p.source or Path(path).stem, []).append(p)
@@ -248,8 +246,6 @@ def is_verl_parquet(path: str) -> bool:
     if not path.endswith(".parquet") or not Path(path).is_file():
         return False
     import pyarrow.parquet as pq
-
-    from torl.data.verl import is_verl_columns
 
     try:
         return is_verl_columns(pq.read_schema(path).names)

@@ -9,30 +9,33 @@
 
 from __future__ import annotations
 
+import importlib
+
 from torl.rollout.backends.base import Backend, Generation, GenerationRequest
 
-BACKENDS: tuple[str, ...] = ("transformers", "vllm", "openai", "replay")
+# name -> "module:Class", imported on first use (the engines are heavy and optional); `register_backend` adds one
+BACKENDS: dict[str, str] = {
+    "transformers": "torl.rollout.backends.transformers_backend:TransformersBackend",
+    "vllm": "torl.rollout.backends.vllm_backend:VLLMBackend",
+    "openai": "torl.rollout.backends.openai_backend:OpenAIBackend",
+    "replay": "torl.rollout.backends.replay:ReplayBackend",
+}
 
-__all__ = ["BACKENDS", "Backend", "Generation", "GenerationRequest", "make_backend"]
+__all__ = ["BACKENDS", "Backend", "Generation", "GenerationRequest", "make_backend", "register_backend"]
+
+
+def register_backend(name: str, target: str | type[Backend]) -> None:
+    """Make `make_backend(name, ...)` build `target` (a Backend class or its "module:Class" path)."""
+    BACKENDS[name] = target
 
 
 def make_backend(kind: str, model, **kwargs) -> Backend:
     """Build a backend. `model`: a model path or loaded model ("transformers", "vllm"), the served model name
     ("openai", with `base_url=`), or the tokenizer / its path ("replay", with `scripts=`)."""
-    if kind == "transformers":
-        from torl.rollout.backends.transformers_backend import TransformersBackend
-
-        return TransformersBackend(model, **kwargs)
-    if kind == "vllm":
-        from torl.rollout.backends.vllm_backend import VLLMBackend
-
-        return VLLMBackend(model, **kwargs)
-    if kind == "openai":
-        from torl.rollout.backends.openai_backend import OpenAIBackend
-
-        return OpenAIBackend(model, **kwargs)
-    if kind == "replay":
-        from torl.rollout.backends.replay import ReplayBackend
-
-        return ReplayBackend(model, **kwargs)
-    raise ValueError(f"backend must be one of {BACKENDS}, got {kind!r}")
+    target = BACKENDS.get(kind)
+    if target is None:
+        raise ValueError(f"backend must be one of {tuple(BACKENDS)}, got {kind!r}")
+    if isinstance(target, str):
+        module, _, name = target.partition(":")
+        target = getattr(importlib.import_module(module), name)
+    return target(model, **kwargs)

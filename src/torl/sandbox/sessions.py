@@ -1,0 +1,637 @@
+"""Interpreter sessions of a LocalSandbox: one long-lived, isolated interpreter per session, forked from a zygote.
+
+The zygote is one more fork-server worker (`_worker.py` with {"sessions": true}, in its own namespaces): pristine,
+with the preloaded modules, it only forks. Each session's interpreter gets the isolation of a stateless snippet
+(scrubbed environment, rlimits, its own directory, dropped capabilities or a dedicated uid, Landlock, seccomp) and,
+where cgroups are writable, its own pids and memory cgroup. This process talks to every interpreter directly over
+its own control socket and pipes, so a call needs no fork and no worker, and watches each call: wall-clock
+timeout (the interpreter is killed: the session is lost), RLIMIT_AS / RLIMIT_CPU and the memory cgroup re-armed per
+call, output caps, and everything the call started killed when it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import json
+import logging
+import os
+import resource
+import secrets
+import selectors
+import signal
+import socket
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from torl.sandbox._worker import Capture
+from torl.sandbox.base import ExecResult, Session, SessionError, lost_result
+
+log = logging.getLogger(__name__)
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+WORKER_SCRIPT = str(Path(__file__).with_name("_worker.py"))
+
+
+class _Zygote:
+    """Parent-side handle of the session zygote (its stdin/stdout is a unix socket: replies carry fds)."""
+
+    def __init__(self, cmd: list[str], log_path: str, env: dict, start_timeout: float) -> None:
+        self.sock, child = socket.socketpair()
+        self.log_path = log_path
+        with open(log_path, "ab") as log_file, child:
+            self.proc = subprocess.Popen(cmd, stdin=child, stdout=child, stderr=log_file, env=env,
+                                         start_new_session=True, close_fds=True)
+        self._buf = b""
+        self.lock = threading.Lock()
+        self.info, _ = self._reply(time.monotonic() + start_timeout)
+        if not self.info.get("ready"):
+            self.kill()
+            raise SessionError(f"session zygote failed to start: {self.info}")
+
+    def request(self, req: dict, timeout: float = 30.0) -> tuple[dict, list[int]]:
+        with self.lock:
+            try:
+                self.sock.sendall((json.dumps(req) + "\n").encode())
+            except OSError as e:
+                raise SessionError(f"session zygote is gone: {e}") from None
+            return self._reply(time.monotonic() + timeout)
+
+    def _reply(self, deadline: float) -> tuple[dict, list[int]]:
+        fds: list[int] = []
+        while b"\n" not in self._buf:
+            self.sock.settimeout(max(0.001, deadline - time.monotonic()))
+            try:
+                data, got, _, _ = socket.recv_fds(self.sock, 1 << 16, 8)
+            except (TimeoutError, OSError) as e:
+                raise SessionError(f"session zygote did not answer: {e}; log: {self.log_tail()}") from None
+            fds += got
+            if not data:
+                raise SessionError(f"session zygote exited (code {self.proc.poll()}); log: {self.log_tail()}")
+            self._buf += data
+        line, self._buf = self._buf.split(b"\n", 1)
+        return json.loads(line), fds
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, n: int = 400) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()[-n:].strip() or "(empty)"
+        except OSError:
+            return "(no log)"
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+        self.sock.close()
+
+
+class _Family:
+    """The sessions that share one session directory (a session and its forks): removed when the last ends."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.members = 1
+
+
+class SessionManager:
+    """The sessions of one LocalSandbox: the zygote (started on first use), the cap, the idle TTL, the cgroups."""
+
+    def __init__(self, sandbox, *, max_sessions: int, ttl_s: float) -> None:
+        self.sandbox = sandbox
+        self.max_sessions = max_sessions
+        self.ttl_s = ttl_s
+        self.lock = threading.Lock()
+        self.sessions: dict[str, LocalSession] = {}
+        self.host_pids: set[int] = set()
+        self.zygote: _Zygote | None = None
+        self.cgroup_parents: list[tuple[str, str]] = []  # (kind, parent directory)
+        self.counter = itertools.count()
+        self.closed = False
+        self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="torl-session")
+        self._reaper = threading.Thread(target=self._reap_idle, name="torl-session-ttl", daemon=True)
+        self._reaper.start()
+
+    # -- zygote and cgroups ------------------------------------------------------------------------------------
+    def _zygote(self) -> _Zygote:
+        with self.lock:
+            if self.closed:
+                raise SessionError("LocalSandbox is closed")
+            if self.zygote is not None and self.zygote.alive():
+                return self.zygote
+            if self.zygote is not None:
+                log.warning("session zygote died (%s); starting a new one", self.zygote.log_tail())
+                self.zygote.kill()
+            sb = self.sandbox
+            cfg = dict(sb._base_cfg, job_root=os.path.join(sb.job_root, "sessions"), sessions=True, cgroups=[],
+                       disk_mb=max(256, sb._base_cfg["disk_mb"]), disk_inodes=max(65536, sb._base_cfg["disk_inodes"]))
+            if sb._uid_base is not None:
+                cfg["run_as_uid"] = sb._uid_base + sb.pool_size
+            if not self.cgroup_parents:
+                if sb.plan.cgroup_pids:
+                    self.cgroup_parents.append(("pids", sb._make_cgroup(sb.plan.cgroup_pids, "sessions", None, None)))
+                if sb.plan.cgroup_memory:
+                    self.cgroup_parents.append(
+                        ("memory", sb._make_cgroup(sb.plan.cgroup_memory, "sessions", None, None)))
+            cmd = sb.plan.worker_command(sb._python, WORKER_SCRIPT, json.dumps(cfg))
+            self.zygote = _Zygote(cmd, os.path.join(sb.job_root, "sessions.log"), cfg["env"], sb.start_timeout)
+            return self.zygote
+
+    def _make_cgroups(self) -> dict[str, str]:
+        made: dict[str, str] = {}
+        n = next(self.counter)
+        try:
+            for kind, parent in self.cgroup_parents:
+                path = os.path.join(parent, f"s{n}")
+                os.mkdir(path)
+                made[kind] = path
+                if kind == "pids":
+                    with open(os.path.join(path, "pids.max"), "w") as f:
+                        f.write(str(self.sandbox._base_cfg["max_processes"]))
+        except OSError:
+            _remove_cgroups(made)
+            raise
+        return made
+
+    # -- sessions ----------------------------------------------------------------------------------------------
+    def open(self, memory_mb: int | None = None) -> LocalSession:
+        with self.lock:
+            if len(self.sessions) >= self.max_sessions:
+                raise SessionError(f"this sandbox holds at most {self.max_sessions} sessions (max_sessions); "
+                                   "close some first")
+        zygote = self._zygote()
+        cgroups = self._make_cgroups()
+        req = {"op": "open", "memory_mb": memory_mb or self.sandbox.memory_mb, "cgroups": list(cgroups.values())}
+        try:
+            reply, fds = zygote.request(req, timeout=self.sandbox.start_timeout)
+        except SessionError:
+            _remove_cgroups(cgroups)
+            raise
+        if not reply.get("ok") or len(fds) != 4:
+            for fd in fds:
+                os.close(fd)
+            _remove_cgroups(cgroups)
+            raise SessionError(f"the zygote could not open a session: {reply.get('error', reply)}")
+        return self._adopt(fds, cgroups, _Family(reply["root"]), parent_pid=None)
+
+    def _adopt(self, fds: list[int], cgroups: dict[str, str], family: _Family, parent_pid: int | None
+               ) -> LocalSession:
+        """Wrap a new interpreter's [control socket, stdout, stderr, pidfd] and wait until it is ready."""
+        session = LocalSession(self, fds, cgroups, family)
+        try:
+            if parent_pid is not None:  # a fork: it must be the parent's own child, never another process
+                if _ppid(session.pid) != parent_pid:
+                    raise SessionError("the forked interpreter is not a child of the session")
+                for path in cgroups.values():  # out of the parent's cgroups, into its own
+                    with open(os.path.join(path, "cgroup.procs"), "w") as f:
+                        f.write(str(session.pid))
+            ready = session.read_message(time.monotonic() + self.sandbox.start_timeout)
+            if not ready or not ready.get("ready"):
+                raise SessionError(f"the session's interpreter did not start: {(ready or {}).get('error')}; "
+                                   f"stderr: {session.stale_output()[-300:]!r}")
+        except BaseException:
+            session.close()
+            raise
+        with self.lock:
+            self.sessions[session.id] = session
+            self.host_pids.add(session.pid)
+        return session
+
+    def forget(self, session: LocalSession) -> None:
+        with self.lock:
+            self.sessions.pop(session.id, None)
+            self.host_pids.discard(session.pid)
+            family = session.family
+            family.members -= 1
+            last = family.members == 0
+        if last and self.zygote is not None and self.zygote.alive():
+            try:
+                self.zygote.request({"op": "rmtree", "root": family.root})
+            except SessionError as e:
+                log.warning("could not remove session directory %s: %s", family.root, e)
+
+    def _reap_idle(self) -> None:
+        while not self.closed:
+            time.sleep(min(5.0, max(0.05, self.ttl_s / 4)))
+            now = time.monotonic()
+            with self.lock:
+                idle = [s for s in self.sessions.values() if not s.busy and now - s.last_used > self.ttl_s]
+            for s in idle:
+                s.expire(f"idle for more than {self.ttl_s:g} s (session TTL)")
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            sessions = list(self.sessions.values())
+        for s in sessions:
+            s.close()
+        if self.zygote is not None:
+            self.zygote.kill()
+        for _, parent in self.cgroup_parents:  # whatever a killed zygote left (its sessions die with it)
+            with contextlib.suppress(OSError):
+                for name in os.listdir(parent):
+                    if name.startswith("s") and name[1:].isdigit():
+                        _remove_cgroups({"x": os.path.join(parent, name)})
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class LocalSession(Session):
+    """One interpreter of a LocalSandbox (see the module docstring). Thread-safe: calls run one at a time."""
+
+    def __init__(self, manager: SessionManager, fds: list[int], cgroups: dict[str, str], family: _Family) -> None:
+        self.manager = manager
+        self.id = secrets.token_urlsafe(12)
+        self.ctl = socket.socket(fileno=fds[0])
+        self.out_r, self.err_r, self.pidfd = fds[1], fds[2], fds[3]
+        self.pid = _pidfd_pid(self.pidfd)
+        self.cgroups = cgroups
+        self.family = family
+        self.lock = threading.Lock()
+        self.busy = False
+        self.closed = False
+        self.lost: str | None = None
+        self.last_used = time.monotonic()
+        self._buf = b""
+        for fd in (self.out_r, self.err_r):
+            os.set_blocking(fd, False)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"lost: {self.lost}" if self.lost else "alive"
+        return f"LocalSession({self.id}, pid {self.pid}, {state})"
+
+    # -- the protocol ------------------------------------------------------------------------------------------
+    def read_message(self, deadline: float) -> dict | None:
+        """The next message on the control socket; None when the interpreter died or the deadline passed."""
+        while b"\n" not in self._buf:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self.ctl.settimeout(remaining)
+            try:
+                data = self.ctl.recv(1 << 16)
+            except (TimeoutError, OSError):
+                return None
+            if not data:
+                return None
+            self._buf += data
+        line, self._buf = self._buf.split(b"\n", 1)
+        try:
+            return json.loads(line)
+        except ValueError:
+            return None
+
+    def stale_output(self) -> str:
+        """Drain whatever the interpreter wrote between calls (daemon threads): it belongs to no call."""
+        out = b""
+        for fd in (self.out_r, self.err_r):
+            with contextlib.suppress(BlockingIOError, OSError):
+                while chunk := os.read(fd, 1 << 16):
+                    out += chunk
+        return out.decode("utf-8", "replace")
+
+    # -- calls -------------------------------------------------------------------------------------------------
+    def run(self, code: str, *, timeout: float = 10.0, memory_mb: int | None = None,
+            stdin: str | None = None) -> ExecResult:
+        if not isinstance(code, str):
+            raise TypeError(f"code must be str, got {type(code).__name__}")
+        if not timeout or timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        if memory_mb is not None and memory_mb <= 0:
+            raise ValueError(f"memory_mb must be > 0, got {memory_mb}")
+        with self.lock:
+            if self.closed and self.lost is None:
+                raise SessionError("the session is closed")
+            if self.lost is not None:
+                return self.manager.sandbox._count(lost_result(self.lost))
+            self.busy = True
+            try:
+                result = self._call(code, float(timeout), memory_mb or self.manager.sandbox.memory_mb, stdin)
+            finally:
+                self.busy = False
+                self.last_used = time.monotonic()
+        if self.lost is not None:
+            self._end()
+        return self.manager.sandbox._count(result)
+
+    async def arun(self, code: str, *, timeout: float = 10.0, memory_mb: int | None = None,
+                   stdin: str | None = None) -> ExecResult:
+        call = functools.partial(self.run, code, timeout=timeout, memory_mb=memory_mb, stdin=stdin)
+        return await asyncio.get_running_loop().run_in_executor(self.manager.executor, call)
+
+    def _call(self, code: str, timeout: float, memory_mb: int, stdin: str | None) -> ExecResult:
+        sb = self.manager.sandbox
+        self.stale_output()
+        cpu_before = _cpu_seconds(self.pid)
+        cpu_limit = int(cpu_before + timeout) + 1
+        mem = memory_mb * 1024 * 1024
+        for res, limit in ((resource.RLIMIT_AS, (mem, mem)), (resource.RLIMIT_CPU, (cpu_limit, cpu_limit + 1))):
+            with contextlib.suppress(OSError):  # raising a hard limit needs CAP_SYS_RESOURCE over the session
+                resource.prlimit(self.pid, res, limit)
+        oom_before = self._set_memory_cgroup(mem)
+        out, err = Capture(sb.output_cap), Capture(sb.output_cap)
+        start = time.monotonic()
+        try:
+            self.ctl.settimeout(None)
+            self.ctl.sendall((json.dumps({"op": "run", "code": code, "stdin": stdin}) + "\n").encode())
+        except OSError:
+            pass  # dead already: found below
+        done, died = self._watch(start + timeout, out, err)
+        duration = time.monotonic() - start
+        if done is None and not died:  # wall-clock timeout: the interpreter is killed, the session ends
+            self._kill()
+            self.lost = f"a call timed out after {timeout:g} s"
+            self._drain(out, err)
+            return ExecResult("timeout", out.text(), err.text(), None, round(duration, 6),
+                              out.truncated or err.truncated,
+                              f"wall-clock timeout after {timeout:g} s; the session is lost (interpreter killed)",
+                              {"session_lost": True})
+        if done is not None:
+            self._kill_leftovers()
+            self._drain(out, err)
+            rc = int(done.get("exit_code", 1))
+            reason = "" if rc == 0 else f"exit code {rc}"
+            stderr = err.text()
+            oom = self._oom_kills() > oom_before
+            if rc and (_last_line(stderr).startswith("MemoryError") or oom):
+                reason = f"out of memory ({reason})"
+            return ExecResult("ok" if rc == 0 else "error", out.text(), stderr, rc, round(duration, 6),
+                              out.truncated or err.truncated, reason)
+        status = _dead_status(self.pid)  # the interpreter died during the call (a zombie tells how)
+        cpu = _cpu_seconds(self.pid)
+        self._kill()
+        self._drain(out, err)
+        oom = self._oom_kills() > oom_before
+        kind, rc = "error", None
+        if status is not None and os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            rc, why = -sig, f"killed by signal {signal.Signals(sig).name}"
+            if sig == signal.SIGXCPU and cpu >= cpu_limit - 0.05:
+                kind, rc, why = "timeout", None, f"CPU time limit exceeded ({cpu_limit - cpu_before:.0f} s)"
+            elif sig == signal.SIGKILL and oom:
+                why = "out of memory (memory limit of the session's processes)"
+        elif status is not None:
+            rc = os.WEXITSTATUS(status)
+            why = f"the interpreter exited with code {rc}"
+        else:
+            why = "the interpreter died"
+        if oom and "out of memory" not in why:
+            why = f"out of memory ({why})"
+        self.lost = f"{why} in an earlier call"
+        return ExecResult(kind, out.text(), err.text(), rc, round(duration, 6), out.truncated or err.truncated,
+                          f"{why}; the session is lost", {"session_lost": True})
+
+    def _watch(self, deadline: float, out: Capture, err: Capture) -> tuple[dict | None, bool]:
+        """Capture output until the interpreter says it is done, dies, or the deadline passes."""
+        sel = selectors.DefaultSelector()
+        sel.register(self.ctl, selectors.EVENT_READ, "ctl")
+        sel.register(self.pidfd, selectors.EVENT_READ, "exit")
+        sel.register(self.out_r, selectors.EVENT_READ, out)
+        sel.register(self.err_r, selectors.EVENT_READ, err)
+        self.ctl.setblocking(False)
+        try:
+            while True:
+                if b"\n" in self._buf:
+                    line, self._buf = self._buf.split(b"\n", 1)
+                    try:
+                        return json.loads(line), False
+                    except ValueError:
+                        return None, True  # the interpreter's protocol is broken: treat it as dead
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None, False
+                for key, _ in sel.select(remaining):
+                    if key.data == "ctl":
+                        try:
+                            data = self.ctl.recv(1 << 16)
+                        except (BlockingIOError, InterruptedError):
+                            continue
+                        except OSError:
+                            data = b""
+                        if not data:
+                            return None, True
+                        self._buf += data
+                    elif key.data == "exit":
+                        if b"\n" not in self._buf:
+                            return None, True
+                    else:
+                        with contextlib.suppress(BlockingIOError, OSError):
+                            chunk = os.read(key.fd, 1 << 16)
+                            if chunk:
+                                key.data.add(chunk)
+                            else:
+                                sel.unregister(key.fd)
+        finally:
+            sel.close()
+
+    def _drain(self, out: Capture, err: Capture) -> None:
+        for fd, cap in ((self.out_r, out), (self.err_r, err)):
+            with contextlib.suppress(BlockingIOError, OSError):
+                while chunk := os.read(fd, 1 << 16):
+                    cap.add(chunk)
+
+    def _set_memory_cgroup(self, limit: int) -> int:
+        path = self.cgroups.get("memory")
+        if not path:
+            return 0
+        for name in ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "memory.max") * 2:
+            with contextlib.suppress(OSError), open(os.path.join(path, name), "w") as f:
+                f.write(str(limit))
+        return self._oom_kills()
+
+    def _oom_kills(self) -> int:
+        path = self.cgroups.get("memory")
+        if not path:
+            return 0
+        for name in ("memory.oom_control", "memory.events"):
+            with contextlib.suppress(OSError), open(os.path.join(path, name)) as f:
+                for line in f:
+                    if line.startswith("oom_kill "):
+                        return int(line.split()[1])
+        return 0
+
+    # -- processes ---------------------------------------------------------------------------------------------
+    def _members(self) -> list[int]:
+        """Every process of this session but its interpreter: its cgroup, or its process tree (other sessions,
+        forks included, excluded)."""
+        if "pids" in self.cgroups or "memory" in self.cgroups:
+            path = self.cgroups.get("pids") or self.cgroups["memory"]
+            try:
+                with open(os.path.join(path, "cgroup.procs")) as f:
+                    return [p for p in map(int, f.read().split()) if p != self.pid]
+            except OSError:
+                return []
+        with self.manager.lock:
+            skip = set(self.manager.host_pids)
+        return _descendants(self.pid, skip)
+
+    def _kill_leftovers(self) -> None:
+        """SIGKILL what the call started (double forks and daemons too): until none is left."""
+        for _ in range(1000):
+            pids = self._members()
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.0005)
+        log.warning("session %s: processes survive SIGKILL: %s", self.id, self._members()[:5])
+
+    def _kill(self) -> None:
+        """Stop the interpreter, kill what it started, then kill it."""
+        with contextlib.suppress(ProcessLookupError, OSError):
+            signal.pidfd_send_signal(self.pidfd, signal.SIGSTOP)
+        self._kill_leftovers()
+        with contextlib.suppress(ProcessLookupError, OSError):
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+        self._kill_leftovers()
+
+    # -- lifetime ----------------------------------------------------------------------------------------------
+    def fork(self) -> LocalSession:
+        with self.lock:
+            if self.closed and self.lost is None:
+                raise SessionError("the session is closed")
+            if self.lost is not None:
+                raise SessionError(f"session lost: {self.lost}")
+            manager = self.manager
+            with manager.lock:
+                if len(manager.sessions) >= manager.max_sessions:
+                    raise SessionError(f"this sandbox holds at most {manager.max_sessions} sessions (max_sessions)")
+            cgroups = manager._make_cgroups()
+            try:
+                self.ctl.setblocking(True)
+                self.ctl.sendall(b'{"op": "fork"}\n')
+                self.ctl.settimeout(manager.sandbox.start_timeout)
+                data, fds, _, _ = socket.recv_fds(self.ctl, 1 << 16, 8)
+            except OSError as e:
+                _remove_cgroups(cgroups)
+                self.lost = f"the interpreter died ({e})"
+                raise SessionError(f"session lost: {self.lost}") from None
+            self._buf += data
+            reply = self.read_message(time.monotonic() + manager.sandbox.start_timeout)
+            if not reply or not reply.get("forked") or len(fds) != 4:
+                for fd in fds:
+                    os.close(fd)
+                _remove_cgroups(cgroups)
+                self.lost = "the interpreter broke the fork protocol"
+                raise SessionError(f"session lost: {self.lost}")
+            with manager.lock:
+                self.family.members += 1
+            self.last_used = time.monotonic()
+            return manager._adopt(fds, cgroups, self.family, parent_pid=self.pid)
+
+    def expire(self, why: str) -> None:
+        """End the session for the sandbox's own reasons (TTL): later calls say it was lost, and why."""
+        with self.lock:
+            if self.closed:
+                return
+            self.lost = why
+            self._kill()
+        self._end()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self._kill()  # first, without the lock: a running call returns at once
+        with self.lock:
+            self.lost = None
+            self._end()
+
+    def _end(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._kill()
+        for fd in (self.out_r, self.err_r, self.pidfd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.ctl.close()
+        _remove_cgroups(self.cgroups)
+        self.manager.forget(self)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# /proc and cgroup helpers
+# ---------------------------------------------------------------------------------------------------------------
+def _pidfd_pid(pidfd: int) -> int:
+    """The pid (in our PID namespace) of the process a pidfd refers to."""
+    with open(f"/proc/self/fdinfo/{pidfd}") as f:
+        for line in f:
+            if line.startswith("Pid:"):
+                return int(line.split()[1])
+    raise SessionError("cannot tell the session's pid from its pidfd")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.rindex(b")") + 2:].decode().split()
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = _stat_fields(pid)
+    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _dead_status(pid: int) -> int | None:
+    """The wait status of a dead, not yet reaped process (field 52 of /proc/PID/stat), None if gone."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] not in ("Z", "X") or len(fields) < 50:
+        return None
+    return int(fields[49])
+
+
+def _ppid(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[1])
+
+
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids += [int(x) for x in f.read().split()]
+    return kids
+
+
+def _descendants(pid: int, skip: set[int]) -> list[int]:
+    out, todo = [], [k for k in _children(pid) if k not in skip]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += [k for k in _children(p) if k not in skip]
+    return out
+
+
+def _remove_cgroups(cgroups: dict[str, str]) -> None:
+    """Kill whatever is left in the cgroups and remove them (they may take a moment to empty)."""
+    for path in cgroups.values():
+        for _ in range(200):
+            with contextlib.suppress(OSError), open(os.path.join(path, "cgroup.procs")) as f:
+                for pid in f.read().split():
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(int(pid), signal.SIGKILL)
+            try:
+                os.rmdir(path)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.005)
+
+
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""
