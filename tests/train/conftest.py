@@ -30,9 +30,9 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_model):
-    from torl.train.trainer import load_tokenizer
+    from torl.train.trainer import load_policy_tokenizer
 
-    return load_tokenizer(str(tiny_model))
+    return load_policy_tokenizer(str(tiny_model))
 
 
 def arithmetic_problems(n: int, start: int = 0) -> list[Problem]:

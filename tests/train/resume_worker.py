@@ -71,13 +71,13 @@ class PauseAfterSave(TrainerCallback):
 
 
 def main(argv: list[str]) -> None:
-    from torl.train.trainer import build_trainer, load_tokenizer
+    from torl.train.trainer import build_trainer, load_policy_tokenizer
 
     model, train_file, run_dir, stop, *overrides = argv
     run_dir = Path(run_dir)
     cfg = make_config(run_dir, Path(model), Path(train_file), *overrides)
     # other batches than the reference run's: seeded samples must not care
-    run = build_trainer(cfg, backend_factory=sampled_opening_factory(load_tokenizer(model), max_batch_size=3),
+    run = build_trainer(cfg, backend_factory=sampled_opening_factory(load_policy_tokenizer(model), max_batch_size=3),
                         callbacks=[PauseAfterSave(run_dir, int(stop))])
     run.trainer.train()
 

@@ -96,7 +96,7 @@ def build_model(out_dir: str | Path, cfg: DemoModelConfig, texts: Sequence[str])
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    loaded = load_tokenizer(out_dir)
+    loaded = load_demo_tokenizer(out_dir)
     for text in list(texts[:200]) + [NUMBERS_PROBE]:
         if loaded.encode(text) != tokenizer.encode(text):
             import transformers
@@ -107,8 +107,9 @@ def build_model(out_dir: str | Path, cfg: DemoModelConfig, texts: Sequence[str])
     return out_dir
 
 
-def load_tokenizer(path: str | Path):
-    """The tokenizer as every later stage (rollout engine, trainer, evaluation) loads it."""
+def load_demo_tokenizer(path: str | Path):
+    """The demo tokenizer as saved, for warm-starting and the rollout (the trainer loads the same files with
+    left padding: `torl.train.trainer.load_policy_tokenizer`)."""
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(path))

@@ -5,6 +5,26 @@
 - `TIRRolloutFunction`, `TIRReward`: the rollout function and reward function for `trl.GRPOTrainer`.
 - `plot_run(run_dir)`: the training-dynamics figures and an HTML report.
 
+One GRPO step, top to bottom (TRL drives it; torl supplies the rollout, the reward and the measurements):
+
+ 1. prompts     `trainer.EpochRepeatSampler` picks prompts_per_step problems (seeded per epoch), each repeated
+                samples_per_prompt times; `data.render_prompts` made them TORL-template prompts.
+ 2. sync        colocated vLLM gets the trainer's weights before generating: TRL's `vllm_generation.sync_weights()`
+                on CUDA, `vllm_sync.cpu_sync_weights` on vLLM's CPU build (HF generate reads the live model).
+ 3. rollout     TRL calls `rollout_func.TIRRolloutFunction(prompts, trainer)` → `torl.rollout.loop.arun_rollouts`:
+                generate to "```output", run the block in the sandbox (`torl.sandbox`), append the observation,
+                continue; returns token ids, the sampler's log-probs and `env_mask` (0 on observation tokens).
+ 4. reward      `rewards.TIRReward` → `rewards.grade_responses` (torl.reward's extraction, grader pool and
+                `reward_value`): +1 / −1 (−0.5 more when the last execution
+                failed, with reward.exec_penalty), recorded per step by `recorder.StepRecorder`.
+ 5. advantages  TRL's `GRPOTrainer._generate_and_score_completions`: (r − mean of the group) / (std + ε).
+ 6. loss        `trainer.TorlGRPOTrainer._compute_loss` → TRL's clipped-ratio loss over completion_mask × env_mask
+                (observations are context, never targets); `engine_gap.EngineGapMeter` measures
+                |log p_engine − log p_trainer| on the same forward pass.
+ 7. optimizer   TRL/accelerate: AdamW step, grad clip, constant LR (`build_grpo_config` maps torl's sections).
+ 8. log         `callbacks.TIRStepCallback`: accuracy, code ratio, lengths, tool statuses, validation
+                (`validation.Validator`) → metrics.jsonl and checkpoints (`rundir`).
+
 Heavy imports (torch, TRL) happen only when those names are used.
 """
 
