@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -94,14 +95,28 @@ def test_a_second_sandbox_leaves_the_first_running(shared_tmp, pid_namespace):
 
 def test_leftovers_of_a_sigkilled_owner_are_removed(shared_tmp):
     """SIGKILL skips close(): the next pool must still find the job root and cgroups stale (their lock died with the
-    owner) and remove them."""
+    owner) and remove them, with a child cgroup (as sessions make) and the process still in it."""
     out = _python(KILLED)
-    assert out.returncode == -9, out.stderr[-2000:]
+    assert out.returncode == -signal.SIGKILL, out.stderr[-2000:]
     dead = json.loads(out.stdout)
     assert dead["job_root"].startswith(shared_tmp + os.sep) and os.path.isdir(dead["job_root"])
     assert all(os.path.isdir(p) for p in dead["cgroups"])
-    with LocalSandbox(pool_size=1, preload=()) as sandbox:
-        assert sandbox.run("print(1)").ok
-        assert not os.path.exists(dead["job_root"])
-        assert not [p for p in dead["cgroups"] if os.path.exists(p)]
-        assert os.path.isdir(sandbox.job_root)
+    lingering = None
+    try:
+        if dead["cgroups"]:
+            child = os.path.join(dead["cgroups"][0], "child")
+            os.mkdir(child)
+            lingering = subprocess.Popen(["sleep", "120"])
+            with open(os.path.join(child, "cgroup.procs"), "w") as f:
+                f.write(str(lingering.pid))
+        with LocalSandbox(pool_size=1, preload=()) as sandbox:
+            assert sandbox.run("print(1)").ok
+            assert not os.path.exists(dead["job_root"])
+            assert not [p for p in dead["cgroups"] if os.path.exists(p)]
+            assert os.path.isdir(sandbox.job_root)
+        if lingering is not None:
+            assert lingering.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if lingering is not None and lingering.poll() is None:
+            lingering.kill()
+            lingering.wait()

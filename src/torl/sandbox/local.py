@@ -552,7 +552,11 @@ def _kill_cgroup(path: str) -> None:
 
 
 def _remove_cgroup(path: str) -> None:
-    """Kill what is left in a cgroup (only possible without a pid namespace) and remove it."""
+    """Kill what is left in a cgroup (only possible without a pid namespace) and remove it, child cgroups first
+    (the directories in it, e.g. per-session cgroups)."""
+    for child in _listdir(path):
+        if os.path.isdir(os.path.join(path, child)):
+            _remove_cgroup(os.path.join(path, child))
     _kill_cgroup(path)
     for _ in range(50):
         try:
