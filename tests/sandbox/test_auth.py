@@ -17,7 +17,7 @@ import pytest
 from torl.cli import main
 from torl.errors import UserInputError
 from torl.sandbox import make_sandbox
-from torl.sandbox.auth import TOKEN_ENV, TOKEN_FILE_ENV, BearerAuth, resolve_token
+from torl.sandbox.auth import OPEN_PATHS, TOKEN_ENV, TOKEN_FILE_ENV, BearerAuth, resolve_token
 from torl.sandbox.fusion import SandboxFusionClient
 from torl.sandbox.server import ServerThread, check_exposure, create_app
 
@@ -52,6 +52,20 @@ def test_no_or_wrong_token_is_401_and_runs_nothing(guarded, local_sandbox, autho
     r = httpx.post(guarded.url + path, json=body, headers=headers, timeout=30, trust_env=False)
     assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
     assert "bearer token" in r.json()["detail"] and TOKEN not in r.text
+    assert _runs(local_sandbox) == before
+
+
+def test_every_endpoint_but_ping_needs_the_token(guarded, local_sandbox):
+    """The guard sits in front of the whole app, so routes added later (the session extension) are covered too."""
+    before = _runs(local_sandbox)
+    checked = []
+    for route in guarded.app.routes:
+        path = route.path.replace("{sid}", "some-session")
+        for method in sorted(route.methods - {"HEAD"}):
+            r = httpx.request(method, guarded.url + path, json={}, timeout=30, trust_env=False)
+            assert r.status_code == (200 if path in OPEN_PATHS else 401), (method, path, r.text)
+            checked.append(path)
+    assert {"/run_code", "/run_code_batch", "/v1/ping"} <= set(checked)
     assert _runs(local_sandbox) == before
 
 
