@@ -946,7 +946,41 @@ def _send(fd: int, obj: dict) -> None:
 # interpreter's ends ([control socket, stdout, stderr, pidfd]) with SCM_RIGHTS. It never sees a snippet or an
 # output, so what one session ran is never in the memory that the next session inherits. The parent talks to each
 # interpreter directly: it sends {"op": "run"} / {"op": "fork"} on the control socket and watches the timeout.
-SESSION_REAP_S = 2.0  # the zygote reaps dead sessions this often; until then their /proc/PID/stat tells how they died
+SESSION_REAP_S = 2.0  # the zygote reaps orphans this often
+SESSION_ZOMBIE_S = 30.0  # a dead session stays a zombie this long: its /proc/PID/stat tells the parent how it died
+
+
+def _all_children() -> list[int]:
+    """Children of every thread of this process (zombies included)."""
+    kids: list[int] = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/children", "rb") as f:
+                kids += [int(x) for x in f.read().split()]
+        except OSError:
+            continue
+    return kids
+
+
+def _reap_children(keep: dict[int, float], keep_s: float) -> None:
+    """Reap dead children at once, except those in `keep` (sessions): they are reaped `keep_s` after they died."""
+    now = time.monotonic()
+    for pid in _all_children():
+        if pid in keep:
+            try:
+                if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+                    continue
+            except ChildProcessError:
+                keep.pop(pid, None)
+                continue
+            keep[pid] = keep[pid] or now
+            if now - keep[pid] < keep_s:
+                continue
+            keep.pop(pid, None)
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
 
 
 def _serve_sessions(worker: Worker, proto: int) -> None:
@@ -955,10 +989,11 @@ def _serve_sessions(worker: Worker, proto: int) -> None:
     sock = socket.socket(fileno=proto)
     reader = _LineReader(proto)
     last_reap = time.monotonic()
+    roots: dict[int, float] = {}  # session interpreters forked here -> when first seen dead (0: alive)
     while True:
         ready, _, _ = select.select([proto], [], [], SESSION_REAP_S)
         if time.monotonic() - last_reap >= SESSION_REAP_S:
-            _reap_all(block=False)
+            _reap_children(roots, SESSION_ZOMBIE_S)
             last_reap = time.monotonic()
         if not ready:
             continue
@@ -970,6 +1005,7 @@ def _serve_sessions(worker: Worker, proto: int) -> None:
             req = json.loads(line)
             if req.get("op") == "open":
                 reply, fds = _open_session(worker, req)
+                roots[reply["pid"]] = 0.0
             elif req.get("op") == "rmtree":
                 root = os.path.realpath(str(req["root"]))
                 if os.path.dirname(root) != os.path.realpath(worker.cfg["job_root"]) or \
@@ -1090,14 +1126,19 @@ def _session_loop(cfg: dict, member: str, main) -> None:
     send, loads, read, fork_session = _send, json.loads, _LineReader(3).readline, _fork_session
     _send(3, {"ready": True, "pid": os.getpid()})
     calls = 0
+    forks: dict[int, float] = {}  # sessions forked from this one: reaped late (see SESSION_ZOMBIE_S)
     while True:
         line = read()
         if line is None:
             os._exit(0)
         req = loads(line)
-        _reap_all(block=False)  # leftovers of the last call, killed by the parent
+        _reap_children(forks, SESSION_ZOMBIE_S)  # leftovers of the last call, killed by the parent
         if req.get("op") == "fork":
-            member, read = fork_session(cfg, member, read, socket)
+            member, read, pid = fork_session(cfg, member, read, socket)
+            if pid:
+                forks[pid] = 0.0
+            else:
+                forks.clear()
             continue
         calls += 1
         code = _session_call(req, os.path.join(member, "w"), calls, main, threading)
@@ -1172,10 +1213,11 @@ def _copy_tree(src: str, dst: str, sh) -> None:
                 sh.copyfile(e.path, target)
 
 
-def _fork_session(cfg: dict, member: str, read, socket) -> tuple[str, object]:
+def _fork_session(cfg: dict, member: str, read, socket) -> tuple[str, object, int]:
     """{"op": "fork"}: fork this interpreter. The copy gets its own directory (a copy of this one's files, nested
     below it: m/f/XXXX), confined to it by one more Landlock layer, and its own control socket and pipes, handed
-    to the parent with a pidfd. Returns (member, readline) of whichever process this is after the fork."""
+    to the parent with a pidfd. Returns (member, readline, the copy's pid or 0 in the copy) of whichever process
+    this is after the fork."""
     import shutil as sh
 
     for stream in (sys.stdout, sys.stderr):
@@ -1214,7 +1256,7 @@ def _fork_session(cfg: dict, member: str, read, socket) -> tuple[str, object]:
                 _send(3, {"ready": False, "error": f"{type(e).__name__}: {e}"})
             finally:
                 os._exit(70)
-        return child_member, _LineReader(3).readline
+        return child_member, _LineReader(3).readline, 0
     ctl_child.close()
     os.close(out_w)
     os.close(err_w)
@@ -1225,7 +1267,7 @@ def _fork_session(cfg: dict, member: str, read, socket) -> tuple[str, object]:
     finally:
         for fd in fds:
             os.close(fd)
-    return member, read
+    return member, read, pid
 
 
 if __name__ == "__main__":

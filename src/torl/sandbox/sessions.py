@@ -20,6 +20,7 @@ import logging
 import os
 import resource
 import secrets
+import select
 import selectors
 import signal
 import socket
@@ -365,6 +366,7 @@ class LocalSession(Session):
                 reason = f"out of memory ({reason})"
             return ExecResult("ok" if rc == 0 else "error", out.text(), stderr, rc, round(duration, 6),
                               out.truncated or err.truncated, reason)
+        select.select([self.pidfd], [], [], 1.0)  # its control socket closes a moment before it is a zombie
         status = _dead_status(self.pid)  # the interpreter died during the call (a zombie tells how)
         cpu = _cpu_seconds(self.pid)
         self._kill()
