@@ -1,0 +1,111 @@
+"""rollout.interpreter = "session" (issue 20, part 2) with the real LocalSandbox: later blocks of a response see
+the names of earlier ones, each sample owns one session that ends with the sample (finished or failed), and
+masks, observations and token ids are exactly those of stateless mode."""
+
+import asyncio
+
+import pytest
+
+from torl.rollout import RolloutConfig, build_prompt, run_rollouts
+from torl.rollout.backends.replay import ReplayBackend
+from torl.rollout.engine import arun_rollouts
+from torl.sandbox import ExecResult, Sandbox
+
+from .conftest import check_invariants
+
+PROMPT = build_prompt("What is (3 * 4) squared plus 1?")
+C3 = [  # three blocks: the second and third use names the first defined
+    "Define things.\n```python\nimport math\na = 3 * 4\ndef sq(x):\n    return x * x\nprint(a)\n```\n```output",
+    "\nSquare it.\n```python\nb = sq(a)\nprint(b)\n```\n```output",
+    "\nAdd one.\n```python\nprint(b + 1, math.isqrt(b))\n```\n```output",
+    "\nSo the answer is \\boxed{145}.",
+]
+
+
+def roll(tokenizer, sandbox, scripts, **config):
+    backend = ReplayBackend(tokenizer, scripts)
+    results = run_rollouts([PROMPT] * len(scripts), backend=backend, sandbox=sandbox,
+                           config=RolloutConfig(**config))
+    for r in results:
+        check_invariants(r, tokenizer, replay=True)
+    return results
+
+
+def live_sessions(sandbox) -> int:
+    return 0 if sandbox._sessions is None else len(sandbox._sessions.sessions)
+
+
+def test_later_blocks_use_names_of_the_first(tokenizer, local_sandbox):
+    (r,) = roll(tokenizer, local_sandbox, [C3], max_tool_calls=3, interpreter="session")
+    assert [tc.observation for tc in r.tool_calls] == ["12", "144", "145 12"]
+    assert r.all_executions_ok and r.finish_reason == "eos"
+    (plain,) = roll(tokenizer, local_sandbox, [C3], max_tool_calls=3)  # the paper's stateless mode cannot
+    assert [tc.result.status for tc in plain.tool_calls] == ["ok", "error", "error"]
+    assert "NameError: name 'sq' is not defined" in plain.tool_calls[1].observation
+    assert live_sessions(local_sandbox) == 0  # each sample's session ended with it
+
+
+def test_session_mode_is_token_exact_with_stateless_mode(tokenizer, local_sandbox):
+    scripts = [
+        ["```python\nprint(6 * 7)\n```\n```output", "\nThen\n```python\nprint('x' * 600)\n```\n```output",
+         "\nDone \\boxed{42}."],
+        ["```python\nraise ValueError('no')\n```\n```output", "\nok\n```python\nimport sympy\nprint(sympy.factorint"
+         "(360))\n```\n```output", "\n\\boxed{1}"],
+        ["No code: \\boxed{3}."],
+    ]
+    stateless = roll(tokenizer, local_sandbox, scripts, max_tool_calls=3)
+    session = roll(tokenizer, local_sandbox, scripts, max_tool_calls=3, interpreter="session")
+    for a, b in zip(stateless, session, strict=True):
+        assert (a.completion_ids, a.mask, a.logprobs, a.text) == (b.completion_ids, b.mask, b.logprobs, b.text)
+        assert [tc.observation for tc in a.tool_calls] == [tc.observation for tc in b.tool_calls]
+        assert [tc.inserted for tc in a.tool_calls] == [tc.inserted for tc in b.tool_calls]
+    assert len(session[0].tool_calls) == 2 and session[0].tool_calls[1].result.truncated is False
+
+
+def test_a_timeout_loses_the_sample_session_and_the_model_is_told(tokenizer, local_sandbox):
+    script = ["```python\nx = 1\nwhile True: pass\n```\n```output", "\nAgain\n```python\nprint(x)\n```\n```output",
+              "\n\\boxed{1}"]
+    (r,) = roll(tokenizer, local_sandbox, [script], max_tool_calls=2, interpreter="session", exec_timeout=0.5)
+    first, second = r.tool_calls
+    assert first.result.status == "timeout" and second.result.extra.get("session_lost")
+    assert "SessionLost" in second.observation and "x" not in second.result.stdout
+    assert live_sessions(local_sandbox) == 0
+
+
+def test_sessions_end_when_a_sample_fails(tokenizer, local_sandbox):
+    backend = ReplayBackend(tokenizer, [[C3[0]]])  # the second round is not scripted: the sample raises
+    with pytest.raises(IndexError):
+        run_rollouts([PROMPT], backend=backend, sandbox=local_sandbox,
+                     config=RolloutConfig(max_tool_calls=3, interpreter="session"))
+    assert live_sessions(local_sandbox) == 0
+
+
+def test_sessions_end_when_a_sample_is_cancelled(tokenizer, local_sandbox):
+    backend = ReplayBackend(tokenizer, [[C3[0], "```python\nimport time\ntime.sleep(30)\n```\n```output"]])
+
+    async def cancel_midway():
+        task = asyncio.create_task(arun_rollouts([PROMPT], backend=backend, sandbox=local_sandbox,
+                                                 config=RolloutConfig(max_tool_calls=3, interpreter="session")))
+        while live_sessions(local_sandbox) == 0 or len(backend.requests) < 2:
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_midway())
+    assert live_sessions(local_sandbox) == 0
+
+
+def test_a_sandbox_without_sessions_is_a_clear_sandbox_error(tokenizer):
+    class Plain(Sandbox):
+        def run(self, code, *, timeout=10.0, memory_mb=None, stdin=None):
+            return ExecResult("ok", stdout="1\n")
+
+    (r,) = roll(tokenizer, Plain(), [C3[:1] + C3[3:]], max_tool_calls=1, interpreter="session")
+    result = r.tool_calls[0].result
+    assert result.status == "sandbox_error" and "cannot hold interpreter sessions" in result.reason
+
+
+def test_interpreter_is_validated():
+    with pytest.raises(ValueError, match="interpreter must be one of"):
+        RolloutConfig(interpreter="jupyter")
