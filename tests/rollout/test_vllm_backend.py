@@ -9,9 +9,10 @@ import math
 import threading
 
 import pytest
+import torch
 
 from tests.engine_models import vllm_model_dir
-from torl.rollout import GenerationRequest, RolloutConfig, build_prompt, run_rollouts
+from torl.rollout import GenerationRequest, RolloutConfig, build_prompt, devices, run_rollouts
 from torl.rollout.backends.vllm_backend import VLLMBackend
 from torl.rollout.tokens import decode, encode_prompt, eos_token_ids
 
@@ -182,20 +183,27 @@ def test_a_bad_request_fails_alone(backend):
 
 
 def test_engine_thread_makes_the_rank_device_current(backend, monkeypatch):
-    """The current CUDA device is per thread: the engine thread sets the rank's (GPU mocked: CPU machine)."""
-    import torch
-
-    from torl.rollout.backends import vllm_backend
-
+    """The current CUDA device is per thread: the engine thread sets the rank's (GPU mocked through torl's own
+    hooks: CPU machine). An index-less "cuda" (a run not launched as distributed) is the current device of the
+    thread that built the backend (here 4), never the engine thread's own (0)."""
     calls = []
-    monkeypatch.setattr(vllm_backend, "_cuda_available", lambda: True)
-    monkeypatch.setattr(vllm_backend, "_set_cuda_device", lambda d: calls.append((d, threading.current_thread().name)))
-    b = VLLMBackend(backend.llm, tokenizer=backend.tokenizer, device=torch.device("cuda:3"))
-    try:
-        generate(b, [GenerationRequest(prompt_ids(backend, PROBLEMS[0]), 4, (), 0.0)])
-    finally:
-        b.close()
-    assert calls == [(torch.device("cuda:3"), "torl-vllm-engine")]
+
+    def set_cuda_device(index):
+        if not isinstance(index, int):  # torch.cuda.set_device refuses torch.device("cuda")
+            raise ValueError(f"Expected a torch.device with a specified index or an integer, but got:{index}")
+        calls.append((index, threading.current_thread().name))
+
+    monkeypatch.setattr(devices, "cuda_available", lambda: True)
+    monkeypatch.setattr(devices, "current_cuda_index", lambda: 4 if threading.current_thread().name ==
+                        "MainThread" else 0)
+    monkeypatch.setattr(devices, "set_cuda_device", set_cuda_device)
+    for device, index in ((torch.device("cuda:3"), 3), (torch.device("cuda"), 4), ("cuda", 4)):
+        b = VLLMBackend(backend.llm, tokenizer=backend.tokenizer, device=device)
+        try:
+            generate(b, [GenerationRequest(prompt_ids(backend, PROBLEMS[0]), 4, (), 0.0)])
+        finally:
+            b.close()
+        assert calls[-1] == (index, "torl-vllm-engine")
     blocking = VLLMBackend(backend.llm, tokenizer=backend.tokenizer, device=5, continuous=False)
     generate(blocking, [GenerationRequest(prompt_ids(backend, PROBLEMS[0]), 4, (), 0.0)])
     assert calls[-1][0] == 5 and calls[-1][1] != threading.current_thread().name
@@ -204,6 +212,102 @@ def test_engine_thread_makes_the_rank_device_current(backend, monkeypatch):
     generate(on_cpu, [GenerationRequest(prompt_ids(backend, PROBLEMS[0]), 4, (), 0.0)])
     on_cpu.close()
     assert len(calls) == n
+
+
+def finishes_within(seconds: float, fn):
+    """Run fn() in a daemon thread; fail the test if it still runs after `seconds` (a hang), else return its
+    exception (None if it returned)."""
+    box = {}
+
+    def target():
+        try:
+            box["result"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            box["error"] = e
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"still waiting after {seconds} s: the engine thread's error was never handed out"
+    return box.get("error")
+
+
+def rollout(b, n: int = 4, max_tokens: int = 60):
+    prompts = [build_prompt(PROBLEMS[i % len(PROBLEMS)]) for i in range(n)]
+    cfg = RolloutConfig(max_tool_calls=0, max_response_tokens=max_tokens, temperature=1.0)
+    return run_rollouts(prompts, backend=b, sandbox=None, config=cfg, seeds=list(range(n)))
+
+
+def abort_leftovers(backend, b):
+    """Requests the failed backend could not abort would go on being stepped by the shared engine."""
+    backend.engine.abort_request([f"{b._prefix}-{i}" for i in range(next(b._ids))])
+    assert not backend.engine.has_unfinished_requests()
+
+
+def test_engine_thread_start_up_error_fails_the_rollout(backend, monkeypatch):
+    """_init_thread raising (here: CUDA refusing the device) ends the rollout with the error within seconds,
+    and the backend refuses later requests."""
+    def broken(index):
+        raise RuntimeError("CUDA error: invalid device ordinal (injected)")
+
+    monkeypatch.setattr(devices, "cuda_available", lambda: True)
+    monkeypatch.setattr(devices, "set_cuda_device", broken)
+    b = VLLMBackend(backend.llm, tokenizer=backend.tokenizer, device=torch.device("cuda:0"))
+    error = finishes_within(10, lambda: rollout(b))
+    assert isinstance(error, RuntimeError) and "invalid device ordinal" in str(error)
+    with pytest.raises(RuntimeError, match="engine thread failed.*invalid device ordinal"):
+        generate(b, [GenerationRequest(prompt_ids(backend, PROBLEMS[0]), 3, (), 0.0)])
+    b.close()
+
+
+def test_engine_thread_abort_error_fails_every_waiting_request(backend, monkeypatch):
+    """abort_request raising (a cancelled sample) fails the requests still waiting within seconds."""
+    def broken(ids):
+        raise RuntimeError("abort failed (injected)")
+
+    b = VLLMBackend(backend.llm, tokenizer=backend.tokenizer)
+    monkeypatch.setattr(backend.engine, "abort_request", broken)
+
+    async def go():
+        cancelled = asyncio.create_task(b.agenerate(GenerationRequest(prompt_ids(backend, PROBLEMS[0]), 1000, (),
+                                                                      1.0, seed=1)))
+        other = asyncio.create_task(b.agenerate(GenerationRequest(prompt_ids(backend, PROBLEMS[1]), 1000, (),
+                                                                  1.0, seed=2)))
+        while b.engine_stats.steps < 2:
+            await asyncio.sleep(0.005)
+        cancelled.cancel()
+        await other
+
+    error = finishes_within(10, lambda: asyncio.run(go()))
+    monkeypatch.undo()
+    assert isinstance(error, RuntimeError) and "abort failed (injected)" in str(error)
+    with pytest.raises(RuntimeError, match="engine thread failed"):
+        generate(b, [GenerationRequest(prompt_ids(backend, PROBLEMS[0]), 3, (), 0.0)])
+    b.close()
+    abort_leftovers(backend, b)
+
+
+def test_engine_step_error_fails_the_rollout_and_closes_the_backend(backend, monkeypatch):
+    """A step raising once ends the rollout with the error within seconds; the engine's state is then unknown,
+    so the backend serves nothing more (a later request fails at once, without a step)."""
+    step, steps = backend.engine.step, []
+
+    def flaky():
+        steps.append(1)
+        if len(steps) == 3:
+            raise RuntimeError("engine step failed (injected)")
+        return step()
+
+    b = VLLMBackend(backend.llm, tokenizer=backend.tokenizer)
+    monkeypatch.setattr(backend.engine, "step", flaky)
+    error = finishes_within(10, lambda: rollout(b))
+    assert isinstance(error, RuntimeError) and "engine step failed (injected)" in str(error)
+    n = len(steps)
+    with pytest.raises(RuntimeError, match="engine thread failed"):
+        generate(b, [GenerationRequest(prompt_ids(backend, PROBLEMS[0]), 3, (), 0.0)])
+    assert len(steps) == n
+    b.close()
+    assert not backend.engine.has_unfinished_requests()
 
 
 def test_closed_backend_refuses_and_keeps_a_given_llm(backend):

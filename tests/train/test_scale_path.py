@@ -74,16 +74,18 @@ def test_build_trainer_refuses_fsdp_with_hf_generate_before_loading(tiny_model, 
 
 def test_generation_threads_run_on_the_ranks_cuda_device(monkeypatch, tiny_tokenizer):
     """CUDA's current device is per thread: the thread that runs the engine's blocking calls must select the
-    rank's GPU itself. (torch.cuda.set_device is the GPU boundary, recorded here.)"""
+    rank's GPU itself. (torl's CUDA hooks are the GPU boundary, recorded here; an index-less device:
+    tests/rollout/test_devices.py.)"""
     import torch
 
-    from torl.rollout import RolloutConfig
+    from torl.rollout import RolloutConfig, devices
     from torl.rollout.backends.base import Generation
     from torl.rollout.backends.batching import BatchingBackend
     from torl.train.rollout_func import run_rollouts_on_device
 
     current: dict[int, str] = {}
-    monkeypatch.setattr(torch.cuda, "set_device", lambda d: current.__setitem__(threading.get_ident(), str(d)))
+    monkeypatch.setattr(devices, "cuda_available", lambda: True)
+    monkeypatch.setattr(devices, "set_cuda_device", lambda i: current.__setitem__(threading.get_ident(), f"cuda:{i}"))
     seen: list[str | None] = []
 
     class Recording(BatchingBackend):

@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from torl.rollout import RolloutConfig, RolloutResult, make_backend
 from torl.rollout.backends.transformers_backend import TransformersBackend
+from torl.rollout.devices import bind_device, resolve_device
 from torl.rollout.engine import arun_rollouts
 from torl.rollout.seeds import sample_seeds
 from torl.train.recorder import StepRecorder
@@ -117,20 +118,13 @@ def default_backend_factory(trainer, *, max_batch_size: int = 64, server_url: st
     return hf_backend(trainer, max_batch_size=max_batch_size)
 
 
-def bind_device(device) -> None:
-    """Make `device` the calling thread's current CUDA device (CUDA's current device is per thread)."""
-    import torch
-
-    if device is not None and torch.device(device).type == "cuda":
-        torch.cuda.set_device(torch.device(device))
-
-
 def run_rollouts_on_device(prompts: list, *, backend, sandbox, config: RolloutConfig, seeds=None,
                            device=None) -> list[RolloutResult]:
     """`run_rollouts` in a fresh event loop whose worker threads (`asyncio.to_thread`, where the backends run
     their blocking engine calls) first make `device` their current CUDA device. Without this, a rank's engine
     calls would run on GPU 0 while its model lives on GPU k. The loop runs in this thread (TRL calls the rollout
-    function outside any event loop)."""
+    function outside any event loop). An index-less "cuda" is resolved here, in the calling thread."""
+    device = resolve_device(device)
     bind_device(device)
 
     async def main():

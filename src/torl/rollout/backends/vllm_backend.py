@@ -15,8 +15,10 @@ what the trainer's temperature-scaled forward pass computes (equal when top_p = 
 mode reports the untempered distribution: its logprobs are kept only when that is the same distribution
 (temperature 1 or 0, top_p 1) and are NaN otherwise.
 
-The engine thread makes the rank's CUDA device current (`device`, default: the current device of the thread
-that built the backend), since the current device is per thread. On a machine without CUDA, vLLM's CPU
+The engine thread makes the rank's CUDA device current (`device`, resolved by `torl.rollout.devices` in the
+thread that builds the backend; default: that thread's current device), since the current device is per thread.
+An error in the engine thread (start-up, an abort, a step) fails every waiting request with it, and the backend
+refuses later ones: the rollout raises at once instead of hanging (and with it the other ranks, in NCCL). On a machine without CUDA, vLLM's CPU
 defaults are set (small KV cache, no torch.compile, in-process engine) unless the environment already sets them.
 Only one driver may use an LLM at a time: don't call `llm.generate` or update weights while a rollout runs.
 """
@@ -33,6 +35,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 
+from torl.rollout import devices
 from torl.rollout.backends.base import Generation, GenerationRequest
 from torl.rollout.backends.batching import BatchingBackend
 
@@ -118,7 +121,8 @@ class VLLMBackend(BatchingBackend):
             tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
         self.tokenizer = tokenizer
         self.continuous = continuous
-        self.device = device if device is not None else _current_cuda_device()
+        # resolved here: an index-less "cuda" means this thread's current device, not the engine thread's
+        self.device = devices.resolve_device(device) if device is not None else _current_cuda_device()
         self.num_threads = _torch_threads()
         self.engine_stats = EngineStats()
         self.lock = threading.Lock()  # held while this backend drives the engine
@@ -128,6 +132,8 @@ class VLLMBackend(BatchingBackend):
         self._waiting: dict[str, tuple[GenerationRequest, asyncio.Future]] = {}
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._error: BaseException | None = None  # what ended the engine thread
+        self._state = threading.Lock()  # orders a request's enqueueing against the thread's failure
 
     # ---- requests ----------------------------------------------------------------------------------------
     def sampling_params(self, r: GenerationRequest):
@@ -150,17 +156,23 @@ class VLLMBackend(BatchingBackend):
     async def agenerate(self, request: GenerationRequest) -> Generation:
         if not self.continuous:
             return await super().agenerate(request)
-        if self._closed:
-            raise RuntimeError("the vllm backend is closed")
         future = asyncio.get_running_loop().create_future()
         rid = f"{self._prefix}-{next(self._ids)}"
-        self._start_thread()
-        self._inbox.put(("add", rid, request, future))
+        with self._state:  # either the engine thread sees this request, or it has failed and we see its error
+            self._raise_if_unusable()
+            self._start_thread()
+            self._inbox.put(("add", rid, request, future))
         try:
             return await future
         except asyncio.CancelledError:
             self._inbox.put(("abort", rid, None, None))
             raise
+
+    def _raise_if_unusable(self) -> None:
+        if self._error is not None:
+            raise RuntimeError(f"the vllm backend's engine thread failed: {self._error!r}") from self._error
+        if self._closed:
+            raise RuntimeError("the vllm backend is closed")
 
     def _start_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -168,8 +180,30 @@ class VLLMBackend(BatchingBackend):
             self._thread.start()
 
     def _run(self) -> None:
-        """The engine thread: take new requests between steps, step while any is unfinished, hand results out."""
-        _init_thread(self.device, self.num_threads)
+        """The engine thread. Any error here (start-up, an abort, a step) leaves the engine in an unknown state:
+        every waiting and queued request fails with it and later ones are refused (`_raise_if_unusable`), so the
+        rollout raises at once instead of waiting for futures nobody will resolve. `close()` still shuts down an
+        LLM built here."""
+        try:
+            _init_thread(self.device, self.num_threads)
+            self._serve()
+        except BaseException as e:  # noqa: BLE001 - handed to every request, waiting or later
+            log.exception("vLLM engine thread failed")
+            with self._state:
+                self._error = e  # from now on the backend refuses requests, as a closed one does
+                queued = []
+                while True:
+                    try:
+                        queued.append(self._inbox.get_nowait())
+                    except queue.Empty:
+                        break
+            self._fail_all(e)
+            for kind, _, _, future in queued:
+                if kind == "add":
+                    _resolve(future, e)
+
+    def _serve(self) -> None:
+        """Take new requests between steps, step while any is unfinished, hand results out."""
         engine = self.engine
         while True:
             busy = bool(self._waiting)
@@ -190,12 +224,7 @@ class VLLMBackend(BatchingBackend):
                         msg = None
                 if not self._waiting:
                     continue
-                try:
-                    outputs = engine.step()
-                except Exception as e:  # noqa: BLE001 - handed to every waiting sample
-                    log.exception("vLLM engine step failed")
-                    self._fail_all(e)
-                    continue
+                outputs = engine.step()  # an error ends the thread (see _run)
                 self.engine_stats.steps += 1
                 self.engine_stats.running_sum += len(self._waiting)
                 for out in outputs:
@@ -320,24 +349,12 @@ def _check_cpu_seeds(engine) -> None:
                     "enable_chunked_prefill=False")
 
 
-def _current_cuda_device():
+def _current_cuda_device() -> int | None:
     import torch
 
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        return torch.cuda.current_device()
+    if devices.cuda_available() and torch.cuda.is_initialized():
+        return devices.current_cuda_index()
     return None
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _set_cuda_device(device) -> None:
-    import torch
-
-    torch.cuda.set_device(device)
 
 
 def _torch_threads() -> int:
@@ -352,7 +369,6 @@ def _init_thread(device, num_threads: int) -> None:
     planned with is the one it runs with; a new thread starts with OpenMP's default)."""
     import torch
 
-    if device is not None and _cuda_available() and (isinstance(device, int) or torch.device(device).type == "cuda"):
-        _set_cuda_device(device)
+    devices.bind_device(device)
     if torch.get_num_threads() != num_threads:
         torch._C._set_num_threads(num_threads)  # vLLM's CPU worker replaces torch.set_num_threads by a no-op
