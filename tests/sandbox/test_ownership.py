@@ -17,7 +17,7 @@ import tempfile
 
 import pytest
 
-from torl.sandbox.local import LocalSandbox
+from torl.sandbox.local import LocalSandbox, _lock_new
 
 UNSHARE = shutil.which("unshare")
 
@@ -38,6 +38,15 @@ sb = LocalSandbox(pool_size=1, preload=())
 assert sb.run("print(1)").ok
 print(json.dumps({"job_root": sb.job_root, "cgroups": sb._cgroups}), flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+# Holds an exclusive flock on argv[1] until killed.
+HOLD = """
+import fcntl, sys, time
+f = open(sys.argv[1])
+fcntl.flock(f, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(120)
 """
 
 
@@ -120,3 +129,21 @@ def test_leftovers_of_a_sigkilled_owner_are_removed(shared_tmp):
         if lingering is not None and lingering.poll() is None:
             lingering.kill()
             lingering.wait()
+
+
+def test_a_new_lock_taken_first_by_another_process_is_given_up(tmp_path):
+    """Start-up cleanup elsewhere may lock (then remove) a job root's lock or a cgroup between our mkdir and our
+    flock: the creator must then make another, never run on in what that cleanup removes."""
+    lock = tmp_path / "owner.lock"
+    lock.touch()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        assert _lock_new(str(lock), os.O_RDWR | os.O_CREAT) is None
+    finally:
+        holder.kill()
+        holder.wait()
+    assert _lock_new(str(tmp_path / "gone"), os.O_RDONLY | os.O_DIRECTORY) is None
+    fd = _lock_new(str(lock), os.O_RDWR | os.O_CREAT)  # the holder died: its lock went with it
+    assert fd is not None
+    os.close(fd)

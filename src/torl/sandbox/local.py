@@ -469,7 +469,10 @@ def _try_lock(fd: int) -> bool:
 def _lock_new(lock_path: str, flags: int) -> int | None:
     """Flock `lock_path` (just created by us); None when a start-up cleanup elsewhere took it first (that one then
     removes what it locks: make another)."""
-    fd = os.open(lock_path, flags | os.O_CLOEXEC, 0o600)
+    try:
+        fd = os.open(lock_path, flags | os.O_CLOEXEC, 0o600)
+    except FileNotFoundError:  # a cgroup that cleanup locked and removed between our mkdir and this open
+        return None
     try:
         if _try_lock(fd) and os.path.samestat(os.fstat(fd), os.stat(lock_path)):
             return fd
