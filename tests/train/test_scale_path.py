@@ -127,6 +127,22 @@ def test_recipes_generate_with_vllm_on_gpus_without_is_correction(recipe):
     assert engine["vllm_importance_sampling_correction"] is False
 
 
+@pytest.mark.parametrize("recipe", ["torl_1.5b.yaml", "torl_1.5b_reference.yaml"])
+def test_1_5b_recipes_kv_cache_holds_the_worst_case_step(recipe):
+    """Every sequence of a rank's step at full length fits in the colocated engine's KV cache on an 80 GB GPU (the
+    arithmetic written next to the value; too small a cache makes vLLM preempt and recompute)."""
+    from torl.train.config import read_config_file
+
+    raw, _ = read_config_file(REPO / "configs" / recipe)
+    gib, gpus, block = 2**30, 8, 16
+    seqs = raw["grpo"]["prompts_per_step"] * raw["grpo"]["samples_per_prompt"] // gpus
+    tokens = -(-(raw["data"]["max_prompt_tokens"] + raw["rollout"]["max_response_tokens"]) // block) * block
+    kv_per_token = 28 * 2 * 128 * 2 * 2  # Qwen2.5-Math-1.5B: layers x KV heads x head dim x (K, V) x bf16
+    weights, overhead, gpu = 1.54e9 * 2, 2 * gib, 79.2 * gib
+    kv = raw["engine"]["vllm_gpu_memory_utilization"] * gpu - weights - overhead
+    assert kv >= seqs * tokens * kv_per_token, f"{kv / kv_per_token:.0f} tokens of KV for {seqs * tokens}"
+
+
 def test_vllm_auto_uses_vllm_only_with_cuda_and_vllm(tmp_path, problems_file, tiny_model, caplog):
     from torl.train.trainer import resolve_use_vllm
 
