@@ -123,7 +123,10 @@ def from_dict(cls, data: Any, *, where: str = "", lines: dict[str, int] | None =
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as e:
-        raise config_error(where, lines, prefix.rstrip("."), str(e), overridden) from None
+        # "top_p must be in (0, 1]": a message that starts with a field's name is about that key
+        first = str(e).split(" ", 1)[0]
+        key = f"{prefix}{first}" if first in names else prefix.rstrip(".")
+        raise config_error(where, lines, key, str(e), overridden) from None
 
 
 def _coerce(tp, value, dotted: str, where: str, lines: dict[str, int], overridden: set[str]):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from tests.demo.conftest import DEMO_YAML, SHORT
 from torl.errors import UserInputError
@@ -75,10 +76,12 @@ def test_trained_model_is_a_transformers_directory_evaluated_after_rl(short_demo
     assert result.model_dir == result.out_dir / "model"
     AutoModelForCausalLM.from_pretrained(result.model_dir)
     AutoTokenizer.from_pretrained(result.model_dir)
-    for label in ("after_tools", "after_no_tools"):
+    trained = yaml.safe_load((result.out_dir / "train" / "config.yaml").read_text())["rollout"]
+    for label, calls in (("after_tools", trained["max_tool_calls"]), ("after_no_tools", 0)):
         run = json.loads((result.out_dir / "eval" / label / "run.json").read_text())
-        assert run["model"] == str(result.model_dir) and run["temperature"] == 0.0
-    assert json.loads((result.out_dir / "eval" / "after_no_tools" / "run.json").read_text())["max_tool_calls"] == 0
+        # the training rollout settings, greedy
+        assert run["model"] == str(result.model_dir)
+        assert run["rollout"] == {**trained, "temperature": 0.0, "max_tool_calls": calls}
 
 
 def test_second_run_reuses_the_cached_model_and_refuses_to_overwrite(short_demo, tmp_path):

@@ -8,6 +8,7 @@ import pytest
 from torl.cli import main
 from torl.eval.metrics import benchmark_metrics
 from torl.eval.results import build_results, write_results
+from torl.eval.runner import eval_rollout
 
 
 def run_cli(capsys, *argv):
@@ -97,8 +98,8 @@ def test_bad_generation_settings_fail_before_the_model_loads(capsys, model_dir, 
     out = str(tmp_path / "o")
     rc, _, err = run_cli(capsys, "--model", str(model_dir), "--top-p", "0", "--out", out)
     assert rc == 2 and "top_p must be in (0, 1]" in err
-    rc, _, err = run_cli(capsys, "--model", str(model_dir), "--observation-style", "fancy", "--out", out)
-    assert rc == 2 and "observation_style must be one of" in err
+    rc, _, err = run_cli(capsys, "--model", str(model_dir), "--out", out, "rollout.observation_style=fancy")
+    assert rc == 2 and "override rollout.observation_style: observation_style must be one of" in err
     rc, _, err = run_cli(capsys, "--model", str(model_dir), "--template", "nope", "--out", out)
     assert rc == 2 and "unknown template 'nope'" in err
     rc, _, err = run_cli(capsys, "--model", str(model_dir), "--engine-arg", "2x=1", "--out", out)
@@ -153,9 +154,10 @@ def test_compare_with_reference(capsys, tmp_path):
 def test_reusing_an_out_dir_with_other_settings_fails_before_the_model_loads(capsys, model_dir, tmp_path):
     out = tmp_path / "o"
     out.mkdir()
+    rollout = {**eval_rollout().to_dict(), "temperature": 0.6}
     (out / "run.json").write_text(
-        json.dumps({"model": str(model_dir.resolve()), "mode": "tir", "temperature": 0.6})
+        json.dumps({"model": str(model_dir.resolve()), "mode": "tir", "template": "torl", "rollout": rollout})
     )
     rc, _, err = run_cli(capsys, "--model", str(model_dir), "--out", str(out))
     # model_dir holds only a config.json: had the model loaded first, the error would be about its weights
-    assert rc == 2 and "other settings" in err and "temperature: 0.6 -> 0.0" in err
+    assert rc == 2 and "other settings (rollout.temperature: 0.6 -> 0.0)" in err

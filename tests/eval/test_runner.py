@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from torl.data.eval_sets import load_benchmark
 from torl.errors import UserInputError
-from torl.eval.runner import EvalConfig, evaluate
+from torl.eval.runner import EvalConfig, eval_rollout, evaluate
 from torl.eval.samples import read_samples
+from torl.rollout.config import RolloutConfig
 
 CODE = "Let me compute.\n```python\n{code}\n```\n```output"
 
@@ -71,7 +73,8 @@ def test_greedy_tir_exact_metrics_with_real_sandbox(tmp_path, bench_file, script
     assert json.loads((out / "results.json").read_text()) == res
     assert "| toy | 4 | 1 | 50.0 |" in (out / "results.md").read_text()
     run = json.loads((out / "run.json").read_text())
-    assert run["model"] == "scripted" and run["template"] == "torl" and run["max_tool_calls"] == 1
+    assert run["model"] == "scripted" and run["template"] == "torl"
+    assert run["rollout"] == eval_rollout().to_dict()  # every RolloutConfig field
 
 
 SCRIPTS_BY_ID = {f"q{i}": p for i, p in enumerate(GOLDS)}
@@ -122,7 +125,7 @@ def test_sampled_avg_pass_maj(tmp_path, scripted, local_sandbox):
     f.write_text(json.dumps({"id": "a", "problem": "What is 2 + 3?", "answer": "5"}) + "\n")
     model = scripted({"What is 2 + 3?": lambda i: [answers[i]]})
     res = evaluate(
-        EvalConfig(benchmarks=[str(f)], n=4, temperature=1.0, batch_size=4),
+        EvalConfig(benchmarks=[str(f)], n=4, rollout=replace(eval_rollout(), temperature=1.0), batch_size=4),
         backend=model.backend(),
         sandbox=local_sandbox,
         out_dir=tmp_path / "o",
@@ -180,9 +183,9 @@ def test_resume_refuses_other_generation_settings(tmp_path, bench_file, scripted
         out_dir=out,
         progress=False,
     )
-    with pytest.raises(UserInputError, match=r"other settings \(temperature: 0.0 -> 0.6\)"):
+    with pytest.raises(UserInputError, match=r"other settings \(rollout.temperature: 0.0 -> 0.6\)"):
         evaluate(
-            EvalConfig(benchmarks=[str(bench_file)], temperature=0.6),
+            EvalConfig(benchmarks=[str(bench_file)], rollout=replace(eval_rollout(), temperature=0.6)),
             backend=scripted(SCRIPTS).backend(),
             sandbox=local_sandbox,
             out_dir=out,
@@ -204,13 +207,11 @@ def test_config_validation():
         EvalConfig(mode="pot")
     with pytest.raises(UserInputError, match="-n must be at least 1"):
         EvalConfig(n=0)
-    cot = EvalConfig(mode="cot", max_tool_calls=3)
-    assert cot.max_tool_calls == 0 and cot.template == "cot"
-    assert (
-        EvalConfig().template == "torl"
-        and EvalConfig().temperature == 0.0
-        and EvalConfig().max_tool_calls == 1
-    )
+    cot = EvalConfig(mode="cot", rollout=replace(eval_rollout(), max_tool_calls=3, obs_max_chars=512))
+    assert cot.rollout.max_tool_calls == 0 and cot.rollout.obs_max_chars == 512 and cot.template == "cot"
+    default = EvalConfig()
+    assert default.template == "torl" and default.rollout.temperature == 0.0 and default.rollout.max_tool_calls == 1
+    assert replace(default.rollout, temperature=1.0) == RolloutConfig()  # the training defaults, greedy
 
 
 def test_a_corrected_gold_is_regraded_without_generating_again(tmp_path, bench_file, scripted, local_sandbox):

@@ -4,6 +4,7 @@ through the runner with a scripted model and the real LocalSandbox."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -11,8 +12,9 @@ import pytest
 
 from torl.cli import main
 from torl.errors import UserInputError
-from torl.eval.runner import EvalConfig, evaluate, rollout_config, run_record
+from torl.eval.runner import EvalConfig, eval_rollout, evaluate, run_record
 from torl.eval.samples import read_samples
+from torl.rollout.config import build_rollout_config
 
 NO_CODE = "I think it is 5.\n```output"  # stops at the marker without a code block
 CODE = "\nLet me check.\n```python\nprint(2 + 3)\n```\n```output"
@@ -42,7 +44,7 @@ def test_reference_file_one_benchmark_per_source_and_the_budget(tmp_path, refere
                                                                 budget, executions, text_end):
     model = scripted(SCRIPTS)
     out = tmp_path / "run"
-    res = evaluate(EvalConfig(benchmarks=[str(reference_file)], tool_call_budget=budget), backend=model.backend(),
+    res = evaluate(EvalConfig(benchmarks=[str(reference_file)], rollout=replace(eval_rollout(), tool_call_budget=budget)), backend=model.backend(),
                    sandbox=local_sandbox, out_dir=out, run_info={"model": "scripted"}, progress=False)
     assert set(res["benchmarks"]) == {"aime24", "amc23"}
     assert res["benchmarks"]["amc23"]["accuracy"] == 1.0
@@ -50,14 +52,14 @@ def test_reference_file_one_benchmark_per_source_and_the_budget(tmp_path, refere
     assert rec["problem_id"] == "x0" and rec["num_executions"] == executions
     assert rec["response"].endswith(text_end)
     assert res["benchmarks"]["aime24"]["accuracy"] == (1.0 if budget == "executions" else 0.0)
-    assert json.loads((out / "run.json").read_text())["tool_call_budget"] == budget
+    assert json.loads((out / "run.json").read_text())["rollout"]["tool_call_budget"] == budget
 
 
 def test_budget_is_a_generation_setting():
-    assert rollout_config(EvalConfig(tool_call_budget="rounds")).tool_call_budget == "rounds"
-    assert run_record(EvalConfig())["tool_call_budget"] == "executions"
-    with pytest.raises(UserInputError, match="tool_call_budget must be one of"):
-        rollout_config(EvalConfig(tool_call_budget="calls"))
+    assert run_record(EvalConfig())["rollout"]["tool_call_budget"] == "executions"
+    assert build_rollout_config(eval_rollout(), ["rollout.tool_call_budget=rounds"]).tool_call_budget == "rounds"
+    with pytest.raises(UserInputError, match="override rollout.tool_call_budget: tool_call_budget must be one of"):
+        build_rollout_config(eval_rollout(), ["rollout.tool_call_budget=calls"])
 
 
 def test_cli_flags(capsys, tmp_path):

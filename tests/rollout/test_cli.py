@@ -4,8 +4,12 @@ import json
 
 import pytest
 
+from tests.rollout.settings import as_overrides, changed_values, spy_engine
 from torl.cli import main
 from torl.data import write_problems
+from torl.rollout import cli as rollout_cli
+from torl.rollout.cli import ROLLOUT_OPTIONS
+from torl.rollout.config import RolloutConfig
 from torl.train.tiny_model import arithmetic_problems
 
 
@@ -75,3 +79,42 @@ def test_rollout_errors_are_one_line(tiny_dir, problems, tmp_path, capsys, extra
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.startswith("torl rollout: error:")
+
+
+def test_every_rollout_field_reaches_the_engine(trained_dir, problems, tmp_path, monkeypatch):
+    values = changed_values()  # every field, none at its default
+    seen = spy_engine(monkeypatch, rollout_cli)
+    out = tmp_path / "r.jsonl"
+    assert main(["rollout", "--model", str(trained_dir), "--input", str(problems), "--out", str(out), "--limit", "1",
+                 "--sandbox-workers", "1", *as_overrides(values)]) == 0
+    assert seen == [RolloutConfig(**values)]
+    assert len(out.read_text().splitlines()) == 1
+
+
+def test_short_options_are_aliases_and_overrides_win(tiny_dir, problems, tmp_path, monkeypatch):
+    values = {**changed_values(), "max_tool_calls": 0}  # no sandbox: only the settings matter here
+    seen = spy_engine(monkeypatch, rollout_cli)
+    base = ["rollout", "--model", str(tiny_dir), "--input", str(problems), "--out", str(tmp_path / "r.jsonl"),
+            "--limit", "1"]
+    options = [x for flag, (name, *_) in ROLLOUT_OPTIONS.items() for x in (flag, str(values[name]))]
+    assert main([*base, *options]) == 0
+    assert seen[-1] == RolloutConfig(**{name: values[name] for name, *_ in ROLLOUT_OPTIONS.values()})
+    assert main([*base, "--temperature", "0.5", "--max-tool-calls", "0", "rollout.temperature=0.25"]) == 0
+    assert seen[-1] == RolloutConfig(temperature=0.25, max_tool_calls=0)  # the rest: RolloutConfig's defaults
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["rollout.obs_max_char=512"],
+     "command-line override rollout.obs_max_char: unknown key (did you mean rollout.obs_max_chars?)"),
+    (["rollout.exec_timeout=soon"], "command-line override rollout.exec_timeout: expected a number, got 'soon'"),
+    (["rollout.stop=", "rollout.max_tool_calls=2"],
+     "command-line override rollout.stop: stop must be a non-empty string when max_tool_calls > 0"),
+    (["grpo.clip_ratio=0.3"], "override 'grpo.clip_ratio=0.3': expected rollout.KEY=VALUE"),
+])
+def test_bad_override_names_the_key(tiny_dir, problems, tmp_path, capsys, overrides, message):
+    argv = ["rollout", "--model", str(tiny_dir), "--input", str(problems), "--out", str(tmp_path / "o.jsonl"),
+            *overrides]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("torl rollout: error:")
+    assert not (tmp_path / "o.jsonl").exists()

@@ -27,11 +27,20 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from torl.data.schema import write_problems
 from torl.demo.config import DemoPlan, DemoSection, complete_train_config, preflight
+from torl.demo.model import build_model, count_parameters, load_demo_tokenizer
+from torl.demo.problems import generate, to_problems
+from torl.demo.report import build_report, write_report
+from torl.demo.warmstart import build_corpus, corpus_texts, warm_start
 from torl.errors import UserInputError
+from torl.eval.runner import EVAL_TEMPERATURE, EvalConfig, evaluate
+from torl.rollout import make_backend
+from torl.sandbox.local import LocalSandbox
+from torl.train.plot import plot_run
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +68,6 @@ def prepare_model(demo: DemoSection, *, progress: bool = True) -> tuple[Path, di
     generators builds a new model)."""
     import hashlib
 
-    from torl.demo.model import build_model, count_parameters, load_tokenizer
-    from torl.demo.warmstart import build_corpus, corpus_texts, warm_start
-
     corpus = build_corpus(demo.warmstart)
     texts = corpus_texts(corpus)
     corpus_hash = hashlib.sha256("\x00".join(e.prompt + e.response for e in corpus).encode()).hexdigest()
@@ -83,7 +89,7 @@ def prepare_model(demo: DemoSection, *, progress: bool = True) -> tuple[Path, di
     start = time.monotonic()
     tmp = demo.cache_path / f".{key}.building-{time.time_ns()}"
     base = build_model(tmp / "base", demo.model, texts)
-    tokenizer = load_tokenizer(base)
+    tokenizer = load_demo_tokenizer(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     result = warm_start(model, tokenizer, corpus, demo.warmstart, progress=progress)
     model.save_pretrained(tmp / "warm")
@@ -112,9 +118,6 @@ def prepare_model(demo: DemoSection, *, progress: bool = True) -> tuple[Path, di
 def write_problem_sets(demo: DemoSection, data_dir: Path) -> dict[str, Path]:
     """OUT/data/train.jsonl, heldout.jsonl, heldout_first<N>.jsonl: the RL problems, the held-out set (disjoint
     from the RL set and the warm-start corpus) and its first N = `val_problems` (validated during training)."""
-    from torl.data.schema import write_problems
-    from torl.demo.problems import generate, to_problems
-
     corpus = generate(demo.warmstart.examples, seed=demo.warmstart.seed, levels=demo.warmstart.levels)
     train = generate(demo.train_problems, seed=demo.seed, levels=demo.levels)
     seen = {e.problem for e in corpus} | {e.problem for e in train}
@@ -134,11 +137,9 @@ def write_problem_sets(demo: DemoSection, data_dir: Path) -> dict[str, Path]:
 
 def evaluate_model(model_dir: Path, heldout: Path, out_dir: Path, *, sandbox, train_cfg, label: str,
                    progress: bool = True) -> dict[str, dict]:
-    """Greedy evaluation on the held-out set with tools (C = rollout.max_tool_calls) and without (C = 0).
+    """Greedy evaluation on the held-out set with the training rollout settings, with tools
+    (C = rollout.max_tool_calls) and without (C = 0).
     Returns {"tools": metrics, "no_tools": metrics} (torl.eval's per-benchmark metrics)."""
-    from torl.eval.runner import EvalConfig, evaluate
-    from torl.rollout import make_backend
-
     r = train_cfg.rollout
     out = {}
     backend = make_backend("transformers", str(model_dir), max_batch_size=train_cfg.engine.generation_batch_size,
@@ -146,8 +147,7 @@ def evaluate_model(model_dir: Path, heldout: Path, out_dir: Path, *, sandbox, tr
     try:
         for key, calls in (("tools", r.max_tool_calls), ("no_tools", 0)):
             cfg = EvalConfig(benchmarks=[str(heldout)], mode="tir", template=train_cfg.data.template,
-                             max_tool_calls=calls, max_response_tokens=r.max_response_tokens, temperature=0.0,
-                             observation_style=r.observation_style, exec_timeout=r.exec_timeout,
+                             rollout=replace(r, max_tool_calls=calls, temperature=EVAL_TEMPERATURE),
                              batch_size=train_cfg.engine.generation_batch_size)
             if progress:
                 print(f"[demo] evaluating the {label} model, C = {calls}", flush=True)
@@ -227,9 +227,6 @@ def run_demo(plan: DemoPlan, *, overwrite: bool = False, progress: bool = True) 
     """Run every phase into `plan.run_dir` and return where the report and the trained model are."""
     import torch
 
-    from torl.demo.report import build_report, write_report
-    from torl.sandbox.local import LocalSandbox
-
     start = time.monotonic()
     demo = plan.demo
     out = plan.run_dir
@@ -282,7 +279,6 @@ def run_demo(plan: DemoPlan, *, overwrite: bool = False, progress: bool = True) 
     t0 = time.monotonic()
     if progress:
         print("[demo] 5/5 report", flush=True)
-    from torl.train.plot import plot_run
 
     plots = plot_run(out / "train", out / "plots")
     lap("report", t0)

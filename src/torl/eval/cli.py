@@ -7,7 +7,23 @@ import json
 import os
 from pathlib import Path
 
+from torl.data.eval_sets import BENCHMARKS, resolve_benchmarks
 from torl.errors import UserInputError
+from torl.eval.results import compare_runs, results_markdown
+from torl.eval.runner import (
+    EVAL_TEMPERATURE,
+    MODES,
+    EvalConfig,
+    check_resumable,
+    eval_rollout,
+    evaluate,
+    run_record,
+)
+from torl.models.qwen25 import resolve_tokenizer_path
+from torl.rollout import get_template, make_backend
+from torl.rollout.cli import add_rollout_options, rollout_options
+from torl.rollout.config import build_rollout_config, read_rollout_section
+from torl.sandbox import make_sandbox
 
 BACKENDS = ("transformers", "vllm", "openai")
 EXAMPLES = """examples:
@@ -16,13 +32,18 @@ EXAMPLES = """examples:
   torl eval --model ./ckpt --backend vllm --temperature 0.6 -n 32 --benchmarks aime24,aime25 --out runs/eval/avg32
   torl eval --model served-name --backend openai --base-url http://localhost:8000/v1 --out runs/eval/api
   torl eval --model ./ckpt --benchmarks my.jsonl --columns problem=question,answer=gold --out runs/eval/mine
+  torl eval --model runs/x/checkpoint-100 --rollout-from runs/x --out runs/eval/x100
   torl eval --compare runs/eval/ckpt runs/eval/step0 --reference torl-1.5b
+  torl eval --model ./ckpt --out runs/eval/obs512 rollout.obs_max_chars=512 rollout.exec_memory_mb=2048
+
+rollout settings, last wins: RolloutConfig's defaults with temperature 0 (greedy) <- --rollout-from RUN's
+rollout section, except its temperature <- the short options (--max-tool-calls, --temperature, ...; --temperature
+is 0 unless given) <- rollout.KEY=VALUE overrides. So --rollout-from evaluates greedily with every other setting
+of the run; add --temperature T (or rollout.temperature=T) to sample. --mode cot sets max_tool_calls to 0 last.
 """
 
 
 def register(subparsers) -> None:
-    from torl.eval.runner import MODES
-
     p = subparsers.add_parser(
         "eval",
         help="evaluate a model on math benchmarks with the training tool loop",
@@ -104,35 +125,18 @@ def register(subparsers) -> None:
         help="torl, torl-chat, cot, cot-chat or a .txt/.json/.yaml file (default: torl for tir, cot for cot)",
     )
     g.add_argument(
-        "--max-tool-calls", type=int, default=1, help="executions per response, C (default: %(default)s)"
+        "--rollout-from",
+        metavar="RUN",
+        default=None,
+        help="a `torl train` run directory (its config.yaml) or train YAML file: evaluate with its rollout "
+        "section (all of it but the temperature; see below), recorded in results.json",
     )
-    g.add_argument(
-        "--tool-call-budget",
-        choices=("executions", "rounds"),
-        default="executions",
-        help="what C counts: executions (default) or rounds that may stop at ```output (the reference's)",
-    )
-    g.add_argument(
-        "--max-response-tokens",
-        type=int,
-        default=3072,
-        help="response cap, tool output included (default: %(default)s)",
-    )
-    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default: %(default)s)")
-    g.add_argument("--top-p", type=float, default=1.0)
+    add_rollout_options(g, defaults={"temperature": EVAL_TEMPERATURE})
     g.add_argument(
         "-n", type=int, default=1, help="samples per problem: avg@n, pass@k, maj@n (default: %(default)s)"
     )
     g.add_argument(
-        "--observation-style",
-        default="torl",
-        help="torl (truthful, default) or reference (the reference's, bit for bit)",
-    )
-    g.add_argument(
         "--sandbox", default="local", help="'local' or a Sandbox Fusion URL (default: %(default)s)"
-    )
-    g.add_argument(
-        "--exec-timeout", type=float, default=10.0, help="seconds per execution (default: %(default)s)"
     )
     g.add_argument(
         "--batch-size", type=int, default=128, help="prompts per generation batch (default: %(default)s)"
@@ -182,8 +186,6 @@ def check_tokenizer(backend: str, model: str, tokenizer: str | None) -> str | No
     if tokenizer is None and backend != "openai":
         return None
     if tokenizer is not None:
-        from torl.models.qwen25 import resolve_tokenizer_path
-
         tokenizer = resolve_tokenizer_path(tokenizer)  # "qwen2.5": the Qwen2.5 tokenizer built offline
     path = Path(tokenizer or model).expanduser()
     if not path.is_dir():
@@ -226,23 +228,24 @@ def check_server(base_url: str, timeout: float = 5.0) -> None:
         raise UserInputError(f"cannot reach the server at {base_url} ({type(e).__name__}: {e})") from None
 
 
+def eval_rollout_config(args: argparse.Namespace):
+    """The RolloutConfig of `torl eval`: the greedy defaults, or --rollout-from's section with the evaluation's
+    temperature; then the short options; then the rollout.KEY=VALUE overrides (the precedence in --help)."""
+    if not args.rollout_from:
+        return build_rollout_config(eval_rollout(), args.overrides, flags=rollout_options(args))
+    section, where, lines = read_rollout_section(args.rollout_from)
+    return build_rollout_config(section, args.overrides, flags=rollout_options(args), where=where, lines=lines)
+
+
 def run_eval_command(args: argparse.Namespace) -> int:
     if args.list:
-        from torl.data.eval_sets import BENCHMARKS
-
         width = max(map(len, BENCHMARKS))
         for name, spec in BENCHMARKS.items():
             print(f"{name:<{width}}  {spec.n_items:>5}  {spec.description}")
         return 0
     if args.compare or args.reference:
-        from torl.eval.results import compare_runs
-
         print(compare_runs(args.compare or [], args.reference), end="")
         return 0
-
-    from torl.data.eval_sets import resolve_benchmarks
-    from torl.eval.runner import EvalConfig, check_resumable, rollout_config, run_record
-    from torl.rollout import get_template
 
     model = check_model(args.backend, args.model)
     tokenizer = check_tokenizer(args.backend, model, args.tokenizer)
@@ -253,14 +256,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
         benchmarks=[b.strip() for b in args.benchmarks.split(",") if b.strip()],
         mode=args.mode,
         template=args.template,
-        max_tool_calls=args.max_tool_calls,
-        tool_call_budget=args.tool_call_budget,
-        max_response_tokens=args.max_response_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
+        rollout=eval_rollout_config(args),
         n=args.n,
-        observation_style=args.observation_style,
-        exec_timeout=args.exec_timeout,
         batch_size=args.batch_size,
         limit=args.limit,
         columns=parse_columns(args.columns),
@@ -268,11 +265,12 @@ def run_eval_command(args: argparse.Namespace) -> int:
     )
     # bad names, files and settings fail here, before the model loads
     resolve_benchmarks(cfg.benchmarks, cfg.columns)
-    rollout_config(cfg)
     get_template(cfg.template)
     if args.backend == "openai":
         check_server(args.base_url)
     run_info = {"model": model, "backend": args.backend, "sandbox": args.sandbox}
+    if args.rollout_from:
+        run_info["rollout_from"] = str(Path(args.rollout_from).resolve())
     check_resumable(args.out, run_record(cfg, run_info))
     if tokenizer is not None:
         engine_args["tokenizer"] = tokenizer
@@ -282,18 +280,13 @@ def run_eval_command(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace, cfg, model: str, engine_args: dict, run_info: dict) -> int:
-    from torl.eval.results import results_markdown
-    from torl.eval.runner import evaluate
-    from torl.rollout import make_backend
-    from torl.sandbox import make_sandbox
-
     try:
         backend = make_backend(args.backend, model, **engine_args)
     except TypeError as e:
         if "unexpected keyword argument" not in str(e):
             raise
         raise UserInputError(f"--engine-arg: the {args.backend} backend does not take it ({e})") from None
-    sandbox = make_sandbox(args.sandbox) if cfg.max_tool_calls > 0 else None
+    sandbox = make_sandbox(args.sandbox) if cfg.rollout.max_tool_calls > 0 else None
     try:
         results = evaluate(
             cfg,

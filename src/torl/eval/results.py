@@ -1,6 +1,7 @@
 """Evaluation results: results.json, the markdown tables, side-by-side comparison, and the paper's reference rows.
 
-results.json: {"run": {model, backend, mode, generation settings, ...}, "benchmarks": {name: {accuracy (0-1),
+results.json: {"run": {model, backend, mode, template, n, seed, ..., "rollout": every RolloutConfig field,
+["rollout_from": the train run it came from]}, "benchmarks": {name: {accuracy (0-1),
 n_items, n_samples, n_responses, n_missing, "avg@n", "pass@k"..., ["maj@n"], code_ratio, code_pass_ratio,
 executions_per_response, mean_response_tokens, truncated_ratio, no_answer_ratio, sandbox_errors}},
 "macro_average": mean accuracy over the benchmarks}.
@@ -94,10 +95,11 @@ def results_markdown(results: Mapping) -> str:
     head += [*k_cols, "code ratio", "code pass", "exec/resp", "mean tokens", "truncated"]
     lines = []
     if run:
+        shown = {**run, **(run.get("rollout") or {})}  # the rollout settings sit in run["rollout"]
         desc = ", ".join(
-            f"{k} {run[k]}"
+            f"{k} {shown[k]}"
             for k in ("model", "backend", "mode", "max_tool_calls", "temperature", "n")
-            if k in run
+            if k in shown
         )
         lines += [f"Evaluation: {desc}", ""]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

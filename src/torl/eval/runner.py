@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from torl.data.eval_sets import PAPER_BENCHMARKS, resolve_benchmarks
@@ -22,6 +22,9 @@ from torl.errors import UserInputError
 from torl.eval.metrics import BenchmarkMetrics, benchmark_metrics
 from torl.eval.results import build_results, write_results
 from torl.eval.samples import SampleWriter, read_samples
+from torl.reward import extract_answer, grade_many
+from torl.rollout import RolloutConfig, build_prompt, get_template, run_rollouts
+from torl.rollout.seeds import derive_seed
 
 log = logging.getLogger(__name__)
 
@@ -31,30 +34,27 @@ MODES = ("tir", "cot")
 # torl.rollout template names: the training prompt, and its no-tool variant for `--mode cot`.
 TIR_TEMPLATE = "torl"
 COT_TEMPLATE = "cot"
-# Settings that change what a sample is: a resumed run must match them.
-GENERATION_KEYS = (
-    "model",
-    "mode",
-    "template",
-    "max_tool_calls",
-    "tool_call_budget",
-    "max_response_tokens",
-    "temperature",
-    "top_p",
-    "observation_style",
-    "exec_timeout",
-)
-# ... and, when sampling (temperature > 0), the seed
+# The evaluation protocol samples greedily (TORL-SPEC §6), whatever the rollout settings were in training.
+EVAL_TEMPERATURE = 0.0
+# Settings that change what a sample is: a resumed run must match them ("rollout": every RolloutConfig field).
+GENERATION_KEYS = ("model", "mode", "template", "rollout")
+# ... and, when sampling (rollout.temperature > 0), the seed
 SAMPLING_KEYS = ("seed",)
+
+
+def eval_rollout() -> RolloutConfig:
+    """An evaluation's default RolloutConfig: the training defaults, greedy."""
+    return RolloutConfig(temperature=EVAL_TEMPERATURE)
 
 
 @dataclass
 class EvalConfig:
     """What to evaluate and how. Defaults are the paper's protocol: greedy, C = 1, the training prompt.
 
-    mode: "tir" (tool-integrated prompt, up to max_tool_calls executions) or "cot" (the no-tool prompt,
-    max_tool_calls forced to 0). template: a torl.rollout template name; None picks the mode's default.
-    n: samples per problem (temperature > 0 for n > 1: avg@n, pass@k, maj@n). limit: first `limit` problems of
+    rollout: how each response is generated, used as given (default `eval_rollout()`: greedy).
+    mode: "tir" (tool-integrated prompt, up to rollout.max_tool_calls executions) or "cot" (the no-tool prompt,
+    rollout.max_tool_calls forced to 0). template: a torl.rollout template name; None picks the mode's default.
+    n: samples per problem (rollout.temperature > 0 for n > 1: avg@n, pass@k, maj@n). limit: first `limit` problems of
     each benchmark (smoke tests). batch_size: prompts per run_rollouts call; each batch is written when done.
     columns: field -> column mapping for benchmarks given as files. seed: the run's seed; each sample gets its
     own (`sample_seed`), so sampled runs are reproducible (None: the backend's shared random state).
@@ -63,14 +63,8 @@ class EvalConfig:
     benchmarks: list[str] = field(default_factory=lambda: list(PAPER_BENCHMARKS))
     mode: str = "tir"
     template: str | None = None
-    max_tool_calls: int = 1
-    tool_call_budget: str = "executions"
-    max_response_tokens: int = 3072
-    temperature: float = 0.0
-    top_p: float = 1.0
+    rollout: RolloutConfig = field(default_factory=eval_rollout)
     n: int = 1
-    observation_style: str = "torl"
-    exec_timeout: float = 10.0
     batch_size: int = 128
     limit: int | None = None
     columns: dict[str, str] | None = None
@@ -80,15 +74,11 @@ class EvalConfig:
         if self.mode not in MODES:
             raise UserInputError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.mode == "cot":
-            self.max_tool_calls = 0
+            self.rollout = replace(self.rollout, max_tool_calls=0)
         if self.template is None:
             self.template = TIR_TEMPLATE if self.mode == "tir" else COT_TEMPLATE
         if self.n < 1:
             raise UserInputError(f"-n must be at least 1, got {self.n}")
-        if self.max_tool_calls < 0:
-            raise UserInputError(f"--max-tool-calls must be >= 0, got {self.max_tool_calls}")
-        if self.temperature < 0:
-            raise UserInputError(f"--temperature must be >= 0, got {self.temperature}")
         if self.batch_size < 1:
             raise UserInputError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.limit is not None and self.limit < 1:
@@ -97,28 +87,7 @@ class EvalConfig:
 
 def sample_seed(seed: int | None, benchmark: str, problem_id: str, index: int) -> int | None:
     """The seed of sample `index` of a problem: a function of who the sample is, never of when it was drawn."""
-    from torl.rollout.seeds import derive_seed
-
     return None if seed is None else derive_seed(seed, benchmark, problem_id, index)
-
-
-def rollout_config(cfg: EvalConfig):
-    """The torl.rollout.RolloutConfig of an evaluation (the training defaults, with the evaluation's overrides).
-    Invalid values (top_p, observation style, ...) are a UserInputError."""
-    from torl.rollout import RolloutConfig
-
-    try:
-        return RolloutConfig(
-            max_tool_calls=cfg.max_tool_calls,
-            tool_call_budget=cfg.tool_call_budget,
-            max_response_tokens=cfg.max_response_tokens,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            observation_style=cfg.observation_style,
-            exec_timeout=cfg.exec_timeout,
-        )
-    except ValueError as e:
-        raise UserInputError(f"generation settings: {e}") from None
 
 
 def sample_record(
@@ -147,7 +116,8 @@ def sample_record(
 
 
 def run_record(cfg: EvalConfig, run_info: Mapping | None = None) -> dict:
-    """What run.json records: run_info (model, backend, ...) and every EvalConfig field."""
+    """What run.json records: run_info (model, backend, ...) and every EvalConfig field ("rollout": every
+    RolloutConfig field)."""
     return {**(run_info or {}), **asdict(cfg)}
 
 
@@ -161,13 +131,23 @@ def check_resumable(out_dir: str | Path, run: Mapping) -> None:
         old = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise UserInputError(f"{path}: invalid JSON ({e.msg}); remove it or use a new --out") from None
-    keys = GENERATION_KEYS + (SAMPLING_KEYS if (run.get("temperature") or 0) > 0 else ())
-    diff = [k for k in keys if old.get(k) != run.get(k)]
+    sampled = ((run.get("rollout") or {}).get("temperature") or 0) > 0
+    keys = GENERATION_KEYS + (SAMPLING_KEYS if sampled else ())
+    diff = [(k, old.get(k), run.get(k)) for k in keys if old.get(k) != run.get(k)]
     if diff:
-        detail = ", ".join(f"{k}: {old.get(k)!r} -> {run.get(k)!r}" for k in diff)
+        detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in _field_changes(diff))
         raise UserInputError(
             f"{out_dir} holds samples generated with other settings ({detail}); use a new --out to keep runs apart"
         )
+
+
+def _field_changes(diff: list[tuple[str, object, object]]):
+    """(key, old, new), with a changed mapping (the rollout settings) spelled out key by key."""
+    for key, a, b in diff:
+        if isinstance(a, dict) and isinstance(b, dict):
+            yield from ((f"{key}.{k}", a.get(k), b.get(k)) for k in {**a, **b} if a.get(k) != b.get(k))
+        else:
+            yield key, a, b
 
 
 def _regrade_changed_golds(bench: str, records: list[dict], gold_of: Mapping[str, str], grade_many) -> None:
@@ -200,18 +180,14 @@ def evaluate(
     """
     from tqdm.auto import tqdm
 
-    from torl.reward import extract_answer, grade_many
-    from torl.rollout import build_prompt, get_template, run_rollouts
-
     out_dir = Path(out_dir)
     problems_by_bench = resolve_benchmarks(cfg.benchmarks, cfg.columns)
     if cfg.limit is not None:
         problems_by_bench = {b: ps[: cfg.limit] for b, ps in problems_by_bench.items()}
-    if cfg.n > 1 and cfg.temperature == 0:
+    if cfg.n > 1 and cfg.rollout.temperature == 0:
         log.warning(
             "n=%d samples with temperature 0: greedy samples are identical; use --temperature > 0", cfg.n
         )
-    rcfg = rollout_config(cfg)
     get_template(cfg.template)  # an unknown template name fails here, before anything is written
     run = run_record(cfg, run_info)
     check_resumable(out_dir, run)
@@ -267,7 +243,7 @@ def evaluate(
                         prompts,
                         backend=backend,
                         sandbox=sandbox,
-                        config=rcfg,
+                        config=cfg.rollout,
                         progress=lambda i, r: bar.update(1),
                         seeds=seeds,
                     )

@@ -7,14 +7,60 @@ import json
 import sys
 from pathlib import Path
 
+from torl.data.readers import read_problems
 from torl.errors import UserInputError
+from torl.models.qwen25 import resolve_tokenizer_path
+from torl.rollout import RolloutConfig, get_template, make_backend
+from torl.rollout.config import BUDGETS, INTERPRETERS, build_rollout_config
+from torl.rollout.engine import run_rollouts
+from torl.rollout.observation import STYLES
+from torl.rollout.seeds import derive_seed
+from torl.rollout.transcript import render
+from torl.sandbox import make_sandbox
+
+# The short options: aliases of rollout.KEY=VALUE overrides. flag -> (RolloutConfig field, type, choices, help)
+ROLLOUT_OPTIONS: dict[str, tuple[str, type, tuple | None, str]] = {
+    "--max-tool-calls": ("max_tool_calls", int, None, "executions per response, C"),
+    "--tool-call-budget": ("tool_call_budget", str, BUDGETS,
+                           "what C counts: executions, or rounds that may stop at ```output (the reference's)"),
+    "--max-response-tokens": ("max_response_tokens", int, None, "response cap, tool output included"),
+    "--temperature": ("temperature", float, None, "0 = greedy"),
+    "--top-p": ("top_p", float, None, "nucleus sampling"),
+    "--observation-style": ("observation_style", str, STYLES,
+                            "torl (truthful) or reference (the reference's, bit for bit)"),
+    "--exec-timeout": ("exec_timeout", float, None, "seconds per execution"),
+    "--interpreter": ("interpreter", str, INTERPRETERS,
+                      "stateless (a fresh interpreter per block, the paper's) or session (one per sample)"),
+}
+OVERRIDES_HELP = ("any RolloutConfig field, as `torl train` takes it, e.g. rollout.obs_max_chars=512 "
+                  "rollout.exec_memory_mb=2048 (written together, before or after the options)")
+
+
+def add_rollout_options(parser, *, defaults: dict | None = None) -> None:
+    """The short rollout options (ROLLOUT_OPTIONS) and the positional rollout.KEY=VALUE overrides. A short option
+    not given is None (the field keeps its base value) unless `defaults` (field -> value) names it."""
+    defaults = defaults or {}
+    for flag, (name, tp, choices, text) in ROLLOUT_OPTIONS.items():
+        default = defaults.get(name)
+        shown = default if name in defaults else getattr(RolloutConfig, name)
+        parser.add_argument(flag, type=tp, choices=choices, default=default,
+                            help=f"{text}; alias of rollout.{name} (default: {shown})")
+    parser.add_argument("overrides", nargs="*", metavar="rollout.KEY=VALUE", help=OVERRIDES_HELP)
+
+
+def rollout_options(args: argparse.Namespace) -> dict:
+    """The RolloutConfig fields that the short options set (field -> value)."""
+    names = (name for name, *_ in ROLLOUT_OPTIONS.values())
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "rollout", help="generate tool-integrated responses for a problem file (JSONL out)",
         description="Generate with the TORL loop: stop at ```output, run the code in the sandbox, insert the "
-                    "observation, continue. Writes one JSON line per sample.")
+                    "observation, continue. Writes one JSON line per sample. Rollout settings, last wins: "
+                    "RolloutConfig's defaults <- the short options (--max-tool-calls, --temperature, ...) <- "
+                    "rollout.KEY=VALUE overrides.")
     p.add_argument("--model", required=True, help="model directory (transformers/vllm) or served model name (openai)")
     p.add_argument("--backend", default="transformers", choices=["transformers", "vllm", "openai"])
     p.add_argument("--base-url", default="http://127.0.0.1:8000", help="openai backend: server URL")
@@ -25,14 +71,7 @@ def register(subparsers) -> None:
     p.add_argument("-n", type=int, default=1, help="samples per problem (default 1)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N problems")
     p.add_argument("--template", default="torl", help="prompt template name or file (default torl)")
-    p.add_argument("--max-tool-calls", type=int, default=1, help="executions per response, C (default 1)")
-    p.add_argument("--tool-call-budget", default="executions", choices=["executions", "rounds"],
-                   help="what C counts: executions (default) or rounds that may stop at ```output (the reference's)")
-    p.add_argument("--max-response-tokens", type=int, default=3072)
-    p.add_argument("--temperature", type=float, default=1.0, help="0 for greedy (default 1.0)")
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--observation-style", default="torl", choices=["torl", "reference"])
-    p.add_argument("--exec-timeout", type=float, default=10.0, help="seconds per execution (default 10)")
+    add_rollout_options(p)
     p.add_argument("--sandbox", default="local", help="'local' (default) or a Sandbox Fusion URL")
     p.add_argument("--sandbox-workers", type=int, default=None, help="local sandbox pool size")
     p.add_argument("--device", default=None, help="transformers backend: cpu, cuda, cuda:1 ...")
@@ -46,22 +85,11 @@ def register(subparsers) -> None:
 
 
 def _rollout(args: argparse.Namespace) -> int:
-    from torl.data.readers import read_problems
-    from torl.rollout import RolloutConfig, get_template, make_backend
-    from torl.rollout.engine import run_rollouts
-    from torl.rollout.seeds import derive_seed
-
     if args.out is None and not args.show:
         raise UserInputError("give --out FILE (or --show to only print)")
     if args.n < 1:
         raise UserInputError(f"-n must be >= 1, got {args.n}")
-    try:
-        config = RolloutConfig(max_tool_calls=args.max_tool_calls, tool_call_budget=args.tool_call_budget,
-                               max_response_tokens=args.max_response_tokens,
-                               temperature=args.temperature, top_p=args.top_p,
-                               observation_style=args.observation_style, exec_timeout=args.exec_timeout)
-    except ValueError as e:
-        raise UserInputError(str(e)) from None
+    config = build_rollout_config(None, args.overrides, flags=rollout_options(args))
     template = get_template(args.template)
     problems = read_problems(args.input)[: args.limit]
     if not problems:
@@ -75,8 +103,6 @@ def _rollout(args: argparse.Namespace) -> int:
     elif args.backend == "vllm":
         backend = make_backend("vllm", args.model, max_batch_size=args.batch_size, seed=args.seed)
     else:
-        from torl.models.qwen25 import resolve_tokenizer_path
-
         backend = make_backend("openai", args.model, base_url=args.base_url,
                                tokenizer=resolve_tokenizer_path(args.tokenizer) if args.tokenizer else None)
     tokenizer = backend.tokenizer
@@ -86,10 +112,7 @@ def _rollout(args: argparse.Namespace) -> int:
 
     sandbox = None
     if config.max_tool_calls > 0:
-        from torl.sandbox import make_sandbox
-
-        kwargs = {"pool_size": args.sandbox_workers} if args.sandbox == "local" and args.sandbox_workers else {}
-        sandbox = make_sandbox(args.sandbox, **kwargs)
+        sandbox = make_sandbox(args.sandbox, workers=args.sandbox_workers)
 
     out = open(args.out, "w", encoding="utf-8") if args.out else None  # noqa: SIM115 - closed below
     from tqdm.auto import tqdm
@@ -123,8 +146,6 @@ def _rollout(args: argparse.Namespace) -> int:
         backend.close()
     if args.show:
         from rich.console import Console
-
-        from torl.rollout.transcript import render
 
         console = Console()
         for (problem, k), result in zip(jobs, results, strict=True):

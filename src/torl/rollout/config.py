@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
 
+from torl.config import apply_overrides, from_dict, override_keys, read_yaml
+from torl.errors import UserInputError
 from torl.rollout.observation import STYLES, ObservationFormat
 
 BUDGETS: tuple[str, ...] = ("executions", "rounds")
 INTERPRETERS: tuple[str, ...] = ("stateless", "session")
+RUN_CONFIG_FILE = "config.yaml"  # what a `torl train` run directory holds (torl.train.rundir.CONFIG_FILE)
 
 
 @dataclass
@@ -71,7 +77,10 @@ class RolloutConfig:
             raise ValueError(f"exec_timeout must be > 0, got {self.exec_timeout}")
         if self.max_concurrent_tool_calls is not None and self.max_concurrent_tool_calls < 1:
             raise ValueError(f"max_concurrent_tool_calls must be >= 1, got {self.max_concurrent_tool_calls}")
-        self.observation_format  # validates the truncation numbers  # noqa: B018
+        h, t, m = self.obs_head_chars, self.obs_tail_chars, self.obs_max_chars
+        if h < 0 or t < 0 or h + t > m:
+            raise ValueError(f"obs_head_chars + obs_tail_chars must be <= obs_max_chars (each >= 0), got {h} + {t} "
+                             f"and {m}")
 
     @property
     def observation_format(self) -> ObservationFormat:
@@ -79,3 +88,42 @@ class RolloutConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def build_rollout_config(base: RolloutConfig | Mapping | None = None, overrides: Sequence[str] = (), *,
+                         flags: Mapping[str, Any] | None = None, where: str = "command line",
+                         lines: Mapping[str, int] | None = None) -> RolloutConfig:
+    """One checked RolloutConfig from, in order of precedence (last wins): `base` (a RolloutConfig, or a raw
+    `rollout:` mapping read from `where`, e.g. by `read_rollout_section`; None: the defaults), `flags` (field ->
+    value, a command's short options), `overrides` ("rollout.KEY=VALUE", as `torl train` takes them).
+
+    A bad key or value is a UserInputError naming it: "command-line override rollout.top_p: ..." for flags and
+    overrides, "FILE:LINE: rollout.KEY: ..." for the base section."""
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if "=" not in item or not key.startswith("rollout."):
+            raise UserInputError(f"override {item!r}: expected rollout.KEY=VALUE (KEY one of "
+                                 f"{', '.join(f.name for f in fields(RolloutConfig))})")
+    section = base.to_dict() if isinstance(base, RolloutConfig) else dict(base or {})
+    raw = {"rollout": {**section, **(flags or {})}}
+    apply_overrides(raw, overrides)
+    named = override_keys(overrides) | {f"rollout.{k}" for k in flags or {}}
+    return from_dict(RolloutConfig, raw["rollout"], where=where, lines=dict(lines or {}), prefix="rollout.",
+                     overridden=named)
+
+
+def read_rollout_section(path: str | Path) -> tuple[dict, str, dict[str, int]]:
+    """The raw `rollout:` section of a `torl train` config: a YAML file, or a run directory (its config.yaml).
+
+    Returns (section, where, lines) for `build_rollout_config`. Nothing else in the file is read, so the run's
+    data files need not exist; a missing section is the defaults."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / RUN_CONFIG_FILE).is_file():
+            raise UserInputError(f"{path}: a directory without {RUN_CONFIG_FILE} is not a `torl train` run directory")
+        path = path / RUN_CONFIG_FILE
+    raw, lines = read_yaml(path)
+    section = raw.get("rollout")
+    if section is not None and not isinstance(section, dict):
+        raise UserInputError(f"{path}:{lines.get('rollout', '?')}: rollout: expected a section (mapping)")
+    return dict(section or {}), str(path), lines
