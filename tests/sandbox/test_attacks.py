@@ -13,6 +13,7 @@ Every attack goes through `attack_helpers.run_attack`. Files an attack tries to 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import sys
@@ -746,6 +747,47 @@ def sandbox(host, request):
             os.environ[host.secret_name] = previous
 
 
+class SessionPerAttack:
+    """The pool seen through interpreter sessions: each `run` (attack, followup, probe) opens a session, sets a
+    variable in it, runs the snippet as the session's second call, and closes the session, so every check of
+    `run_attack` (files, processes, the workers and now the session zygote too, the host) holds for sessions."""
+
+    def __init__(self, pool: LocalSandbox) -> None:
+        self.pool = pool
+
+    def __getattr__(self, name: str):
+        return getattr(self.pool, name)
+
+    def run(self, code: str, **kwargs):
+        with self.pool.session() as session:
+            warm = session.run("state_before_the_attack = 1", timeout=10)
+            assert warm.ok, warm
+            return session.run(code, **kwargs)
+
+    def worker_pids(self) -> list[int]:
+        zygote = self.pool._sessions.zygote.host_pid() if self.pool._sessions and self.pool._sessions.zygote else None
+        return self.pool.worker_pids() + ([zygote] if zygote else [])
+
+
+# What an attack legitimately sees differently in a session: the end of a call joins no multiprocessing child (no
+# atexit between calls: the child is killed with the call's leftovers instead), and fd 3 is the session's control
+# socket (not inheritable: subprocesses do not get it).
+SESSION_EXPECT = {"multiprocessing_child_joined_at_exit": {"expect": ("ok",)},
+                  "inherited_file_descriptors": {"checks": (stdout_has("['0', '1', '2', '3', '4']"),)}}
+
+
+@pytest.fixture(scope="module")
+def sessions(sandbox):
+    """The same pool (both modes), through sessions."""
+    wrapper = SessionPerAttack(sandbox)
+    wrapper.run("print(1)")  # start the zygote before the first attack looks at the pool
+    return wrapper
+
+
+def in_session(attack: Attack) -> Attack:
+    return dataclasses.replace(attack, **SESSION_EXPECT.get(attack.name, {}))
+
+
 def report(attack: Attack, result, problems: list[str]) -> str:
     return (f"attack {attack.name!r} broke the sandbox:\n  - " + "\n  - ".join(problems)
             + f"\nresult: status={result.status} rc={result.return_code} reason={result.reason!r} "
@@ -768,6 +810,12 @@ def test_attack(sandbox, host, attack):
 MULTI_TENANT_ONLY = ("state_previous_output_in_memory",)
 
 
+@pytest.mark.parametrize("attack", SAFE_ATTACKS, ids=lambda a: a.name)
+def test_attack_in_a_session(sessions, host, attack):
+    result, problems = run_attack(sessions, host, in_session(attack))
+    assert not problems, report(attack, result, problems)
+
+
 def require_pid_namespace(sandbox: LocalSandbox) -> None:
     """Safety guard: destructive attacks run only where a leak cannot reach the host's processes."""
     if not sandbox.layers["pid_namespace"]:
@@ -783,6 +831,14 @@ def require_pid_namespace(sandbox: LocalSandbox) -> None:
 def test_destructive_attack(sandbox, host, attack):
     require_pid_namespace(sandbox)
     result, problems = run_attack(sandbox, host, attack)
+    assert not problems, report(attack, result, problems)
+
+
+@pytest.mark.destructive
+@pytest.mark.parametrize("attack", DESTRUCTIVE_ATTACKS, ids=lambda a: a.name)
+def test_destructive_attack_in_a_session(sessions, host, attack):
+    require_pid_namespace(sessions)
+    result, problems = run_attack(sessions, host, in_session(attack))
     assert not problems, report(attack, result, problems)
 
 

@@ -1006,6 +1006,13 @@ def _serve_sessions(worker: Worker, proto: int) -> None:
             if req.get("op") == "open":
                 reply, fds = _open_session(worker, req)
                 roots[reply["pid"]] = 0.0
+            elif req.get("op") == "reap":  # the parent killed this session: no need to keep its zombie
+                pid = int(req["pid"])
+                if pid in roots:
+                    roots.pop(pid)
+                    os.waitpid(pid, 0)
+                _reap_children(roots, SESSION_ZOMBIE_S)  # its own dead children came to us when it died
+                reply = {"ok": True}
             elif req.get("op") == "rmtree":
                 root = os.path.realpath(str(req["root"]))
                 if os.path.dirname(root) != os.path.realpath(worker.cfg["job_root"]) or \
@@ -1028,11 +1035,11 @@ def _open_session(worker: Worker, req: dict) -> tuple[dict, list[int]]:
     import socket
 
     root = tempfile.mkdtemp(prefix="sess-", dir=worker.cfg["job_root"])
-    member = os.path.join(root, "m")  # this interpreter's own directory; forks nest below it (m/f/...)
-    for d in (member, os.path.join(member, "w"), os.path.join(member, "f")):
+    member = os.path.join(root, "m")  # this interpreter's own directory: w (cwd), c (cells), f (forks, nested)
+    for d in (member, *_member_dirs(member)):
         os.mkdir(d, 0o700)
     uid = worker.cfg.get("run_as_uid")
-    for d in (root, member, os.path.join(member, "w"), os.path.join(member, "f")):
+    for d in (root, member, *_member_dirs(member)):
         if uid is not None:
             os.chown(d, uid, uid)
         os.chmod(d, 0o700)
@@ -1050,6 +1057,12 @@ def _open_session(worker: Worker, req: dict) -> tuple[dict, list[int]]:
     return {"ok": True, "pid": pid, "root": root}, [ctl_parent.detach(), out_r, err_r, pidfd]
 
 
+def _member_dirs(member: str) -> list[str]:
+    """A session's writable directories: w (its working directory), c (the cells it ran: tracebacks quote them),
+    f (the directories of its forks). The member directory itself is not writable, as a job root is not."""
+    return [os.path.join(member, d) for d in ("w", "c", "f")]
+
+
 def _session_child(cfg: dict, req: dict, member: str, fds: tuple[int, int, int], bpf: bytes | None) -> None:
     """The session's interpreter: the isolation of a snippet's child (`_child`), kept alive between calls.
     Never returns."""
@@ -1065,7 +1078,7 @@ def _session_child(cfg: dict, req: dict, member: str, fds: tuple[int, int, int],
         os.dup2(devnull, 0)
         os.dup2(out_fd, 1)
         os.dup2(err_fd, 2)
-        os.dup2(ctl, 3)
+        os.dup2(ctl, 3, inheritable=False)  # the control socket: not for the snippet's subprocesses
         os.closerange(4, 1 << 16)
         work = os.path.join(member, "w")
         os.chdir(work)
@@ -1089,7 +1102,7 @@ def _session_child(cfg: dict, req: dict, member: str, fds: tuple[int, int, int],
             drop_capabilities()
         _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # what a snippet leaves behind stays in this tree
         if cfg.get("landlock_abi"):
-            landlock_restrict(cfg["landlock_abi"], cfg["read_paths"], [member], ["/dev/null"])
+            landlock_restrict(cfg["landlock_abi"], cfg["read_paths"], _member_dirs(member), ["/dev/null"])
         if bpf:
             seccomp_load(bpf)
         import builtins
@@ -1123,7 +1136,7 @@ def _session_loop(cfg: dict, member: str, main) -> None:
     import socket
     import threading
 
-    send, loads, read, fork_session = _send, json.loads, _LineReader(3).readline, _fork_session
+    write, loads, read, fork_session = os.write, json.loads, _LineReader(3).readline, _fork_session
     _send(3, {"ready": True, "pid": os.getpid()})
     calls = 0
     forks: dict[int, float] = {}  # sessions forked from this one: reaped late (see SESSION_ZOMBIE_S)
@@ -1141,11 +1154,13 @@ def _session_loop(cfg: dict, member: str, main) -> None:
                 forks.clear()
             continue
         calls += 1
-        code = _session_call(req, os.path.join(member, "w"), calls, main, threading)
-        send(3, {"done": True, "exit_code": code})
+        code = _session_call(req, os.path.join(member, "c"), calls, main, threading)
+        done = memoryview(b'{"done": true, "exit_code": %d}\n' % int(code))  # no json: a snippet may patch it
+        while done:
+            done = done[write(3, done):]
 
 
-def _session_call(req: dict, work: str, n: int, main, threading) -> int:
+def _session_call(req: dict, cells: str, n: int, main, threading) -> int:
     """One call: the snippet runs in the session's globals from its own file `cellN.py`; returns its exit code
     (`exit()` ends the call, not the session)."""
     import io
@@ -1173,7 +1188,7 @@ def _session_call(req: dict, work: str, n: int, main, threading) -> int:
     sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8", errors="replace")
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
     source = req["code"]
-    path = os.path.join(work, f"cell{n}.py")
+    path = os.path.join(cells, f"cell{n}.py")
     with open(path, "w", encoding="utf-8", errors="surrogatepass") as f:
         f.write(source)
     sys.argv = [path]
@@ -1237,11 +1252,12 @@ def _fork_session(cfg: dict, member: str, read, socket) -> tuple[str, object, in
                 os.close(fd)
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
-            os.dup2(ctl_child.fileno(), 3)
+            os.dup2(ctl_child.fileno(), 3, inheritable=False)
             for fd in (out_w, err_w):
                 os.close(fd)
             ctl_child.close()
-            _copy_tree(os.path.join(member, "w"), os.path.join(child_member, "w"), sh)
+            for name in ("w", "c"):
+                _copy_tree(os.path.join(member, name), os.path.join(child_member, name), sh)
             os.mkdir(os.path.join(child_member, "f"), 0o700)
             work = os.path.join(child_member, "w")
             os.chdir(work)
@@ -1249,7 +1265,8 @@ def _fork_session(cfg: dict, member: str, read, socket) -> tuple[str, object, in
             if sys.path and sys.path[0] == os.path.join(member, "w"):
                 sys.path[0] = work
             if cfg.get("landlock_abi"):
-                landlock_restrict(cfg["landlock_abi"], cfg["read_paths"], [child_member], ["/dev/null"])
+                landlock_restrict(cfg["landlock_abi"], cfg["read_paths"], _member_dirs(child_member),
+                                  ["/dev/null"])
             _send(3, {"ready": True, "pid": os.getpid()})
         except BaseException as e:
             try:

@@ -81,6 +81,19 @@ class _Zygote:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def host_pid(self) -> int | None:
+        """Host pid of the Python zygote (the child of `unshare` when namespaces are used)."""
+        if not self.alive():
+            return None
+        if self.info.get("pid") == 1 or self.info.get("pid_namespace"):
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                    kids = f.read().split()
+            except OSError:
+                return None
+            return int(kids[0]) if kids else None
+        return self.proc.pid
+
     def log_tail(self, n: int = 400) -> str:
         try:
             with open(self.log_path, errors="replace") as f:
@@ -182,7 +195,9 @@ class SessionManager:
                 os.close(fd)
             _remove_cgroups(cgroups)
             raise SessionError(f"the zygote could not open a session: {reply.get('error', reply)}")
-        return self._adopt(fds, cgroups, _Family(reply["root"]), parent_pid=None)
+        session = self._adopt(fds, cgroups, _Family(reply["root"]), parent_pid=None)
+        session.zygote_pid = reply["pid"]
+        return session
 
     def _adopt(self, fds: list[int], cgroups: dict[str, str], family: _Family, parent_pid: int | None
                ) -> LocalSession:
@@ -208,17 +223,23 @@ class SessionManager:
         return session
 
     def forget(self, session: LocalSession) -> None:
+        """A session ended (killed already): reap it if the zygote is its parent, remove its family's directory
+        with the family's last member."""
         with self.lock:
             self.sessions.pop(session.id, None)
             self.host_pids.discard(session.pid)
             family = session.family
             family.members -= 1
             last = family.members == 0
-        if last and self.zygote is not None and self.zygote.alive():
-            try:
+        if self.zygote is None or not self.zygote.alive():
+            return
+        try:
+            if session.zygote_pid is not None:
+                self.zygote.request({"op": "reap", "pid": session.zygote_pid})
+            if last:
                 self.zygote.request({"op": "rmtree", "root": family.root})
-            except SessionError as e:
-                log.warning("could not remove session directory %s: %s", family.root, e)
+        except SessionError as e:
+            log.warning("could not clean up after session %s: %s", session.id, e)
 
     def _reap_idle(self) -> None:
         while not self.closed:
@@ -261,6 +282,7 @@ class LocalSession(Session):
         self.closed = False
         self.lost: str | None = None
         self.last_used = time.monotonic()
+        self.zygote_pid: int | None = None  # its pid in the zygote's namespace when the zygote is its parent
         self._buf = b""
         for fd in (self.out_r, self.err_r):
             os.set_blocking(fd, False)
@@ -383,6 +405,7 @@ class LocalSession(Session):
         elif status is not None:
             rc = os.WEXITSTATUS(status)
             why = f"the interpreter exited with code {rc}"
+            kind = "ok" if rc == 0 else "error"  # os._exit(0): the call succeeded, as a stateless one would
         else:
             why = "the interpreter died"
         if oom and "out of memory" not in why:
@@ -418,8 +441,9 @@ class LocalSession(Session):
                             continue
                         except OSError:
                             data = b""
-                        if not data:
-                            return None, True
+                        if not data:  # it exec'd or is exiting: wait for its end (or the deadline)
+                            sel.unregister(self.ctl)
+                            continue
                         self._buf += data
                     elif key.data == "exit":
                         if b"\n" not in self._buf:
