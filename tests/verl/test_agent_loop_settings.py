@@ -1,5 +1,5 @@
-"""The `torl.*` settings reach the agent loop inside veRL's worker: per-sample seeds from the v1 trainer's
-session_id, C, and the per-process sandbox."""
+"""The `torl.*` settings reach the agent loop inside veRL's (v0) worker: per-sample seeds from the v1 trainer's
+session_id, C; a prompt over the limit and an unreachable sandbox stop the step, naming the sample."""
 
 from __future__ import annotations
 
@@ -32,23 +32,31 @@ def test_seeds_from_session_id_and_no_tool(tiny_model, verl_parquet):
     assert all(len(calls) == 0 for calls in out.non_tensor_batch["tool_calls"])
 
 
-def test_prompt_over_the_limit_is_a_clear_error(tiny_model, verl_parquet):
+def test_prompt_over_the_limit_stops_the_v0_step(tiny_model, verl_parquet):
+    """veRL's v0 worker gathers its samples without catching: torl's error, naming the sample, ends the step."""
     from transformers import AutoTokenizer
 
-    config = compose(small_overrides(tiny_model, verl_parquet, verl=("data.max_prompt_length=20",)))
+    from torl.verl.failures import SampleFailed
+
+    config = compose(small_overrides(tiny_model, verl_parquet, verl=("data.max_prompt_length=20",
+                                                                     "trainer.use_v1=false")))
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
     batch = _gen_batch(config, tokenizer, verl_parquet)
-    with pytest.raises(ValueError, match=r"index 0: the prompt is \d+ tokens, over actor_rollout_ref.rollout."
-                                         r"prompt_length=20"):
+    with pytest.raises(SampleFailed, match=r"torl_tir sample data_source='demo' index=0 uid='[-0-9a-f]+': PromptTooLong: the prompt is "
+                                           r"\d+ tokens, over actor_rollout_ref.rollout.prompt_length=20") as info:
         _run(config, tiny_model, batch)
+    assert info.value.kind == "config"
 
 
-def test_one_sandbox_per_process():
-    from torl.sandbox import SandboxFusionClient
-    from torl.verl.agent_loop import close_process_sandboxes, process_sandbox
+def test_unreachable_sandbox_is_a_config_error_naming_the_url(tiny_model, verl_parquet):
+    from transformers import AutoTokenizer
 
-    a = process_sandbox("http://127.0.0.1:9/")
-    assert isinstance(a, SandboxFusionClient) and process_sandbox("http://127.0.0.1:9/") is a
-    close_process_sandboxes()
-    assert process_sandbox("http://127.0.0.1:9/") is not a
-    close_process_sandboxes()
+    from torl.verl.failures import SampleFailed
+
+    config = compose(small_overrides(tiny_model, verl_parquet, sandbox="http://127.0.0.1:9"))
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
+    with pytest.raises(SampleFailed, match=r"SandboxUnavailable: torl.sandbox=http://127.0.0.1:9: the Sandbox Fusion "
+                                           r"server at http://127.0.0.1:9 did not run print\(1\).*torl sandbox serve"
+                       ) as info:
+        _run(config, tiny_model, _gen_batch(config, tokenizer, verl_parquet))
+    assert info.value.kind == "config"

@@ -3,6 +3,9 @@ every hyperparameter of TORL-SPEC §5; `torl verl train` prints the command it r
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from tests.verl.conftest import RECIPE_1_5B, RECIPE_7B, compose
@@ -29,7 +32,13 @@ SPEC = {
     "actor_rollout_ref.rollout.temperature": 1.0,
     "actor_rollout_ref.rollout.top_p": 1.0,
     "actor_rollout_ref.rollout.val_kwargs.temperature": 0,
-    "actor_rollout_ref.rollout.val_kwargs.do_sample": False,
+    "actor_rollout_ref.rollout.val_kwargs.top_k": -1,
+    "actor_rollout_ref.rollout.val_kwargs.n": 1,
+    "trainer.use_v1": True,
+    "trainer.v1.trainer_mode": "sync",
+    "trainer.v1.sampler.custom_sampler.path": "pkg://torl.verl.replay",
+    "trainer.v1.sampler.custom_sampler.name": "TorlReplayBuffer",
+    "trainer.v1.sampler.sampler_kwargs.torl_max_failed_share": 0.01,
     "data.max_prompt_length": 400,
     "data.max_response_length": 3072,
     "actor_rollout_ref.rollout.prompt_length": 400,
@@ -52,9 +61,11 @@ def test_recipe_composes_and_maps_the_spec(path):
     from omegaconf import OmegaConf
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
+    from verl.utils.import_utils import load_extern_object, resolve_config_path
 
     from torl.verl import AGENT_LOOP_YAML
     from torl.verl.recipe import load_recipe
+    from torl.verl.replay import TorlReplayBuffer
 
     recipe = load_recipe(path)
     config = compose(recipe.overrides())  # hydra refuses a key veRL does not have (no "+")
@@ -62,9 +73,61 @@ def test_recipe_composes_and_maps_the_spec(path):
         assert OmegaConf.select(config, key) == value, key
     for key, value in SPEC.items():
         assert OmegaConf.select(config, key, throw_on_missing=True) == value, key
-    assert config.actor_rollout_ref.rollout.agent.agent_loop_config_path == str(AGENT_LOOP_YAML)
+    # what veRL's workers and trainer do with the wiring's paths
+    assert resolve_config_path(config.actor_rollout_ref.rollout.agent.agent_loop_config_path) == str(AGENT_LOOP_YAML)
+    sampler = config.trainer.v1.sampler.custom_sampler
+    assert load_extern_object(sampler.path, sampler.name) is TorlReplayBuffer
     assert not need_reference_policy(config) and not need_critic(config)
     validate_config(config, use_reference_policy=False, use_critic=False)
+
+
+# keys verl 0.9.1 composes but never reads on torl's path, and why (found by reading its source)
+UNREAD = {
+    "actor_rollout_ref.actor.grad_clip": "the FSDP engine clips with actor.optim.clip_grad",
+    "data.truncation": "RLHFDataset stores it and nothing uses it: the agent loop tokenizes the prompt itself",
+    "actor_rollout_ref.rollout.val_kwargs.do_sample": "agent-loop workers read val_kwargs temperature, top_p, top_k "
+                                                       "and n; only the v0 trainer's non-agent path reads do_sample",
+}
+# new ("+") keys are allowed only where torl's own code reads them
+TORL_SECTIONS = ("torl.", "reward.custom_reward_function.reward_kwargs.", "trainer.v1.sampler.sampler_kwargs.torl_")
+
+
+@pytest.mark.parametrize("path", [RECIPE_1_5B, RECIPE_7B], ids=["1.5b", "7b"])
+def test_every_key_of_the_command_is_read(path):
+    """Each veRL key of `torl verl train --dry-run` exists in veRL's hydra config (composing the command), is not
+    one of the keys verl 0.9.1 ignores, and is read somewhere in verl's code outside its config definitions."""
+    import verl
+    from torl.verl.recipe import load_recipe
+
+    command = load_recipe(path).command("python")
+    compose(command[3:])
+    root = Path(verl.__file__).parent
+    sources = [p.read_text(errors="ignore") for p in root.rglob("*.py")
+               if not p.relative_to(root).as_posix().startswith(("trainer/config/", "workers/config/"))]
+    for override in command[3:]:
+        key = override.split("=", 1)[0]
+        if key.startswith("+"):
+            assert key[1:].startswith(TORL_SECTIONS), key
+            continue
+        assert key not in UNREAD, f"{key}: {UNREAD.get(key)}"
+        leaf = key.rsplit(".", 1)[-1]
+        read = re.compile(rf"(\.{leaf}\b|[\"']{leaf}[\"'])")
+        assert any(read.search(text) for text in sources), f"{key}: no read of {leaf!r} in verl's code"
+
+
+def test_agent_loop_yaml_path_resolves_beside_verl(tmp_path):
+    """Installed beside verl (one site-packages) the YAML is named relative to it, so veRL's resolver finds it on
+    any node; an editable install keeps the absolute path."""
+    from torl.verl.recipe import agent_loop_config_path
+
+    site = tmp_path / "site-packages"
+    (site / "verl").mkdir(parents=True)
+    yaml_path = site / "torl" / "verl" / "agent_loop.yaml"
+    yaml_path.parent.mkdir(parents=True)
+    yaml_path.write_text("[]")
+    assert agent_loop_config_path(yaml_path, site / "verl") == "torl/verl/agent_loop.yaml"
+    elsewhere = tmp_path / "checkout" / "agent_loop.yaml"
+    assert agent_loop_config_path(elsewhere, site / "verl") == str(elsewhere)
 
 
 def test_unknown_verl_key_is_refused_by_verl():

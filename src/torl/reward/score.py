@@ -126,6 +126,27 @@ def score_many(
     grader: Grader | None = None,
 ) -> list[float]:
     """`score` for a batch, grading in parallel over the worker pool."""
+    return [s.reward for s in score_details(responses, golds, tool_calls=tool_calls, config=config, grader=grader)]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One response's reward with what it rests on: the extracted answer (None: none) and the verdict."""
+
+    reward: float
+    correct: bool
+    pred: str | None
+
+
+def score_details(
+    responses: Sequence[str],
+    golds: Sequence[str],
+    *,
+    tool_calls: Sequence[Sequence | None] | None = None,
+    config: RewardConfig = RewardConfig(),
+    grader: Grader | None = None,
+) -> list[Scored]:
+    """`score_many` with the answer and verdict of each response (what veRL's reward function reports)."""
     if len(responses) != len(golds):
         raise ValueError(f"responses has {len(responses)} items but golds has {len(golds)}")
     if tool_calls is not None and len(tool_calls) != len(responses):
@@ -134,4 +155,5 @@ def score_many(
     preds = [extract_for(r, config) for r in responses]
     verdicts = grader.verdicts(preds, golds, timeout=config.timeout, mode=config.mode, rel_tol=config.rel_tol)
     calls = tool_calls if tool_calls is not None else [None] * len(responses)
-    return [reward_value(v.equal, c, config) for v, c in zip(verdicts, calls, strict=True)]
+    return [Scored(reward_value(v.equal, c, config), v.equal, p)
+            for v, c, p in zip(verdicts, calls, preds, strict=True)]

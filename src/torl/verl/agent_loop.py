@@ -9,8 +9,15 @@ Prompt: the TORL template (TORL-SPEC §3) applied to the content of the sample's
 trainer did (its system message is ignored). A user message that still starts with the template's instruction
 line (files written by older torl versions) has that line removed first, so it never appears twice.
 
-Sandbox: one per worker process, shared by every sample the process runs, started on first use and closed at
-exit: a LocalSandbox, or a client of the Sandbox Fusion server named by `torl.sandbox` (`torl sandbox serve`).
+Sandbox: one per node, shared by every worker process of the node (`torl/verl/sandbox.py`): a LocalSandbox sized
+to the cores veRL leaves free, or a client of the node's Sandbox Fusion server named by `torl.sandbox`, behind a
+node-wide bound on executions (`torl.max_concurrent_tool_calls`) whose queueing does not count against
+`exec_timeout`. Each tool call's status and queue wait travel with the sample.
+
+Failures: a failed sample raises `SampleFailed` naming the sample (data source, index, uid, session); on veRL's
+v1 trainer it is also recorded for torl's replay buffer, which counts and bounds failures per step
+(`torl/verl/failures.py`). Aborted rounds are resumed by the backend (`torl/verl/backend.py`); each sample
+records the range of policy versions (`min_global_steps`, `max_global_steps`) it was generated under.
 
 Seeds (`torl.seed`, optional): veRL's v1 trainer passes each of the n samples of a prompt its `session_id`, so a
 sample's seed is derive_seed(seed, global step, index, session_id) and its tokens do not depend on scheduling.
@@ -20,10 +27,10 @@ a seed from what it gives would make the n samples of a group identical.
 
 from __future__ import annotations
 
-import atexit
+import dataclasses
 import logging
 import math
-import threading
+import os
 import time
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -37,42 +44,14 @@ from torl.rollout.result import RolloutResult
 from torl.rollout.seeds import derive_seed
 from torl.rollout.templates import TIR_INSTRUCTION
 from torl.rollout.tokens import encode_prompt, eos_token_ids
-from torl.sandbox.base import Sandbox
 from torl.verl.backend import VerlServerBackend
 from torl.verl.config import LoopSettings
+from torl.verl.failures import PromptTooLong, SampleFailed, failure_kind, report_failure, sample_name
+from torl.verl.sandbox import node_sandbox, pool_size_for
 
 log = logging.getLogger(__name__)
 
 STDOUT_HEAD_CHARS = 200  # how much of a call's stdout travels with the sample (the reward only needs "any?")
-
-_sandboxes: dict[tuple, Sandbox] = {}
-_sandboxes_lock = threading.Lock()
-
-
-def process_sandbox(spec: str, pool_size: int | None = None) -> Sandbox:
-    """The sandbox of this process for `spec` ("local" or a Sandbox Fusion URL): built once, closed at exit."""
-    key = (spec, pool_size)
-    with _sandboxes_lock:
-        box = _sandboxes.get(key)
-        if box is None:
-            from torl.sandbox import make_sandbox
-
-            kwargs = {"pool_size": pool_size} if spec == "local" and pool_size else {}
-            box = _sandboxes[key] = make_sandbox(spec, **kwargs)
-            if len(_sandboxes) == 1:
-                atexit.register(close_process_sandboxes)
-        return box
-
-
-def close_process_sandboxes() -> None:
-    with _sandboxes_lock:
-        boxes = list(_sandboxes.values())
-        _sandboxes.clear()
-    for box in boxes:
-        try:
-            box.close()
-        except Exception as e:  # noqa: BLE001 - closing at exit must not raise
-            log.warning("closing sandbox %r: %s", box, e)
 
 
 @lru_cache(maxsize=8)
@@ -109,23 +88,43 @@ class TorlTIRAgentLoop(AgentLoopBase):
         self.response_length = int(self.rollout_config.response_length)
         model_path = str(self.config.actor_rollout_ref.model.path)
         self.eos_ids = eos_token_ids(self.tokenizer, _generation_eos(model_path))
+        self.use_v1 = bool(self.config.trainer.get("use_v1", False))
 
     async def run(self, sampling_params: dict[str, Any], **kwargs) -> AgentLoopOutput:
+        """One sample; a failure is recorded (v1) and raised as SampleFailed naming the sample."""
+        try:
+            return await self._run(sampling_params, **kwargs)
+        except Exception as e:
+            await report_failure(e, kwargs, use_v1=self.use_v1)
+            raise SampleFailed(f"torl_tir {sample_name(kwargs)}: {type(e).__name__}: {e}", failure_kind(e)) from e
+
+    async def sandbox(self):
+        """The node's sandbox (see torl/verl/sandbox.py), sized to the cores veRL leaves free unless set."""
+        s = self.settings
+        pool = s.sandbox_pool_size or pool_size_for(self.config, len(os.sched_getaffinity(0)))
+        return await node_sandbox(s.sandbox, pool_size=pool, max_concurrent=s.loop.get("max_concurrent_tool_calls"),
+                                  queue_timeout_s=s.sandbox_queue_timeout)
+
+    async def _run(self, sampling_params: dict[str, Any], **kwargs) -> AgentLoopOutput:
         problem = user_content(list(kwargs["raw_prompt"]))
         prompt_ids = encode_prompt(self.tokenizer, build_prompt(problem, self.settings.template, self.tokenizer))
         if len(prompt_ids) > self.prompt_length:
-            raise ValueError(
-                f"sample {_plain(kwargs.get('data_source'))!r} index {_plain(kwargs.get('index'))!r}: the prompt is "
-                f"{len(prompt_ids)} tokens, over actor_rollout_ref.rollout.prompt_length={self.prompt_length}; "
-                f"filter the data (torl data build --tokenizer MODEL) or raise data.max_prompt_length")
+            raise PromptTooLong(
+                f"the prompt is {len(prompt_ids)} tokens, over actor_rollout_ref.rollout.prompt_length="
+                f"{self.prompt_length}; filter the data (torl data build --tokenizer MODEL) or raise "
+                f"data.max_prompt_length")
         backend = VerlServerBackend(self.server_manager, self.tokenizer, request_id=uuid4().hex,
                                     eos_ids=self.eos_ids, sampling_params=sampling_params,
-                                    priority=int(kwargs.get("priority", 0) or 0))
+                                    priority=int(kwargs.get("priority", 0) or 0),
+                                    abort_resume_s=self.settings.abort_resume_s)
         config = self.settings.rollout_config(
             max_response_tokens=self.response_length, temperature=float(sampling_params.get("temperature", 1.0)),
             top_p=float(sampling_params.get("top_p", 1.0)))
-        sandbox = (process_sandbox(self.settings.sandbox, self.settings.sandbox_pool_size)
-                   if config.max_tool_calls > 0 else None)
+        sandbox = None
+        if config.max_tool_calls > 0:
+            sandbox = await self.sandbox()
+            # the engine's own guard around a call must also cover the node's queue (bounded on its own)
+            config = dataclasses.replace(config, tool_grace_s=config.tool_grace_s + self.settings.sandbox_queue_timeout)
         seeds = None
         if self.settings.seed is not None and kwargs.get("session_id") is not None:
             seeds = [derive_seed(self.settings.seed, _plain(kwargs.get("global_steps")), _plain(kwargs.get("index")),
@@ -134,14 +133,17 @@ class TorlTIRAgentLoop(AgentLoopBase):
         [res] = await arun_rollouts([prompt_ids], backend=backend, sandbox=sandbox, config=config, seeds=seeds)
         wall = time.perf_counter() - start
         tool_s = sum(tc.result.duration_s for tc in res.tool_calls)
-        steps = [s for s in backend.global_steps if s is not None]
+        steps = backend.global_steps
         extra = {
-            "tool_calls": [{"status": tc.result.status, "stdout": tc.result.stdout[:STDOUT_HEAD_CHARS]}
+            "tool_calls": [{"status": tc.result.status, "stdout": tc.result.stdout[:STDOUT_HEAD_CHARS],
+                            "queue_s": float(tc.result.extra.get("queue_s", 0.0)),
+                            "queue_timeout": bool(tc.result.extra.get("queue_timeout", False))}
                            for tc in res.tool_calls],
             "num_executions": res.num_executions,
             "has_code": res.has_code,
             "finish_reason": res.finish_reason,
             "truncated": res.truncated,
+            "aborts": backend.aborts,
             "turn_scores": [],
             "tool_rewards": [],
             "min_global_steps": min(steps) if steps else None,

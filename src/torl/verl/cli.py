@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+from torl.verl.recipe import format_command, load_recipe
+
 EXAMPLES = """examples:
   torl verl train configs/verl/torl_1.5b.yaml --dry-run
   torl verl train configs/verl/torl_1.5b.yaml torl.sandbox=http://127.0.0.1:8080 trainer.nnodes=2
@@ -37,12 +39,29 @@ def register(subparsers) -> None:
 
 
 def _train(args) -> int:
-    from torl.verl.recipe import format_command, load_recipe
-
     overrides = [o for o in args.overrides if o != "--dry-run"]
     dry_run = args.dry_run or len(overrides) < len(args.overrides)
-    command = load_recipe(args.recipe, overrides).command(args.python)
+    recipe = load_recipe(args.recipe, overrides)
+    command = recipe.command(args.python)
     print(format_command(command), flush=True)
     if dry_run:
         return 0
+    check_head_sandbox(recipe)
     return subprocess.call(command, env=os.environ.copy())
+
+
+def check_head_sandbox(recipe) -> None:
+    """Before launching: the sandbox server named by torl.sandbox must run code on this (the head) node; every
+    other node's is checked by its first agent-loop worker (a config error that stops the run)."""
+    from torl.errors import UserInputError
+    from torl.verl.config import LoopSettings
+    from torl.verl.failures import SandboxUnavailable
+    from torl.verl.sandbox import NodeSandbox
+
+    spec = LoopSettings.from_mapping(recipe.torl).sandbox
+    if spec == "local":
+        return
+    try:
+        NodeSandbox(spec).close()
+    except SandboxUnavailable as e:
+        raise UserInputError(str(e)) from None

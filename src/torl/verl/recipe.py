@@ -6,7 +6,9 @@ A recipe has three sections:
     reward_kwargs: torl's reward options (`torl/verl/reward.py`), passed as
                    `+reward.custom_reward_function.reward_kwargs.<key>=...`
 The wiring that makes it a TORL run is added here, not left to the recipe: vLLM async rollout, the torl_tir agent
-loop (registry YAML inside the installed package) and torl's reward function. Overrides `KEY=VALUE` go to the
+loop (registry YAML inside the installed package, `agent_loop_config_path`), torl's reward function and, for veRL's
+v1 trainer, torl's replay buffer (`torl/verl/replay.py`: failed-sample and tool metrics, the failure bound
+`torl.max_failed_share`). Overrides `KEY=VALUE` go to the
 section their prefix names (`torl.max_tool_calls=2`, `reward_kwargs.exec_penalty=true`), anything else to veRL
 (`trainer.total_training_steps=10`, `+some.new_key=1`).
 """
@@ -32,14 +34,39 @@ _PLAIN = re.compile(r"[A-Za-z0-9_./+@%~:-]+")  # strings hydra reads unquoted
 SECTIONS = ("verl", "torl", "reward_kwargs")
 REWARD_KWARGS_KEY = "reward.custom_reward_function.reward_kwargs"
 
+SAMPLER_KWARGS_KEY = "trainer.v1.sampler.sampler_kwargs"
+
+
+def agent_loop_config_path(yaml_path: Path = AGENT_LOOP_YAML, verl_dir: Path | None = None) -> str:
+    """The agent-loop YAML as veRL's workers resolve it on every node (verl 0.9.1's `resolve_config_path`,
+    which knows no pkg:// paths: an absolute path as it is, a relative one against the working directory or the
+    directory that holds the verl package). torl installed beside verl (one site-packages): the path relative to
+    it, found on any node with both installed; otherwise (an editable install) the absolute path, which needs
+    the same checkout path on every node."""
+    if verl_dir is None:
+        import importlib.util
+
+        spec = importlib.util.find_spec("verl")
+        if spec is None or not spec.origin:
+            return str(yaml_path)
+        verl_dir = Path(spec.origin).parent
+    root = verl_dir.resolve().parent
+    try:
+        return str(yaml_path.resolve().relative_to(root))
+    except ValueError:
+        return str(yaml_path)
+
+
 # what makes a veRL run a torl run; a recipe that sets one of these differently is refused
 WIRING: dict[str, object] = {
     "actor_rollout_ref.rollout.name": "vllm",
     "actor_rollout_ref.rollout.mode": "async",
     "actor_rollout_ref.rollout.agent.default_agent_loop": AGENT_LOOP_NAME,
-    "actor_rollout_ref.rollout.agent.agent_loop_config_path": str(AGENT_LOOP_YAML),
+    "actor_rollout_ref.rollout.agent.agent_loop_config_path": agent_loop_config_path(),
     "reward.custom_reward_function.path": "pkg://torl.verl.reward",
     "reward.custom_reward_function.name": "compute_score",
+    "trainer.v1.sampler.custom_sampler.path": "pkg://torl.verl.replay",
+    "trainer.v1.sampler.custom_sampler.name": "TorlReplayBuffer",
 }
 
 
@@ -58,6 +85,8 @@ class Recipe:
         out += [f"{k}={hydra_value(v)}" for k, v in WIRING.items()]
         out += [f"+torl.{k}={hydra_value(v)}" for k, v in self.torl.items()]
         out += [f"+{REWARD_KWARGS_KEY}.{k}={hydra_value(v)}" for k, v in self.reward_kwargs.items()]
+        share = LoopSettings.from_mapping(self.torl).max_failed_share
+        out.append(f"+{SAMPLER_KWARGS_KEY}.torl_max_failed_share={hydra_value(share)}")
         return out
 
     def command(self, python: str = sys.executable) -> list[str]:

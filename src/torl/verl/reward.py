@@ -4,9 +4,12 @@ veRL's reward managers call `compute_score(data_source=, solution_str=, ground_t
 decoded response, plus the `reward.custom_reward_function.reward_kwargs` of the config; with the torl_tir agent
 loop, `extra_info` also holds what the loop put in its `extra_fields` (veRL merges them), among them
 `tool_calls` = [{"status", "stdout"}] that the execution penalty reads. reward_kwargs (all optional):
-    mode: "torl" (torl's grader and penalty rule) or "reference" (the reference's check and penalty rule)
+    mode: "torl" (torl's extraction, grader and penalty rule) or "reference" (the reference's extraction, check
+        and penalty rule)
     exec_penalty: add exec_penalty_value (-0.5) when code failed to run (TORL-SPEC §4)
-    exec_penalty_value, correct_reward, wrong_reward, fallback_extraction, timeout: as in `RewardConfig`
+    exec_penalty_value, correct_reward, wrong_reward, fallback_extraction, timeout, rel_tol: as in `RewardConfig`
+The score is `torl.reward.score_details` itself (the code behind `torl.reward.score`): the same extraction and
+grading for every mode and option, so the veRL run and `torl eval` grade a response alike.
 Returns {"score": reward, "acc": 1.0 / 0.0, "pred": the extracted answer or ""}; veRL logs "acc" per data source
 in validation, so a -1 or -0.5 counts as 0 there (TORL-SPEC §4).
 """
@@ -16,8 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import fields
 
-from torl.reward import RewardConfig, default_grader, extract_answer
-from torl.reward.score import reward_value
+from torl.reward import RewardConfig, score_details
 
 _CONFIG_KEYS = frozenset(f.name for f in fields(RewardConfig))
 
@@ -27,10 +29,9 @@ def compute_score(data_source, solution_str: str, ground_truth, extra_info: Mapp
     """The TORL reward of one response (see the module docstring)."""
     config = reward_config(kwargs)
     gold = ground_truth if isinstance(ground_truth, str) else str(ground_truth)
-    pred = extract_answer(solution_str, fallback=config.fallback_extraction)
-    verdict = default_grader().verdicts([pred], [gold], timeout=config.timeout, mode=config.mode)[0]
     calls = tool_calls(extra_info, data_source) if config.exec_penalty else None
-    return {"score": reward_value(verdict.equal, calls, config), "acc": float(verdict.equal), "pred": pred or ""}
+    [scored] = score_details([solution_str], [gold], tool_calls=[calls], config=config)
+    return {"score": scored.reward, "acc": float(scored.correct), "pred": scored.pred or ""}
 
 
 def reward_config(kwargs: Mapping) -> RewardConfig:
