@@ -56,8 +56,11 @@ def test_fork_is_an_independent_copy(pool):
             assert child.run("data.append(3)\nopen('f.txt', 'w').write('child')\nprint(data)").stdout == "[1, 2, 3]\n"
             assert parent.run("data.append(9)\nprint(data, open('f.txt').read())").stdout == "[1, 2, 9] parent\n"
             assert child.run("print(data, open('f.txt').read())").stdout == "[1, 2, 3] child\n"
+            assert parent.run("def boom():\n    raise KeyError('in the parent')").ok
             grandchild = child.fork()
             assert grandchild.run("print(len(data))").stdout == "3\n"
+            r = parent.fork().run("boom()")  # a traceback quotes the cell of an ancestor
+            assert "raise KeyError('in the parent')" in r.stderr and "cell" in r.stderr
             grandchild.close()
             parent.close()  # the copy outlives the session it was forked from
             assert child.run("print(sum(data))").stdout == "6\n"

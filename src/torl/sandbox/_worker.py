@@ -1039,10 +1039,8 @@ def _open_session(worker: Worker, req: dict) -> tuple[dict, list[int]]:
     for d in (member, *_member_dirs(member)):
         os.mkdir(d, 0o700)
     uid = worker.cfg.get("run_as_uid")
-    for d in (root, member, *_member_dirs(member)):
-        if uid is not None:
-            os.chown(d, uid, uid)
-        os.chmod(d, 0o700)
+    for d in (root, member, *_member_dirs(member)) if uid is not None else ():
+        os.chown(d, uid, uid)
     ctl_parent, ctl_child = socket.socketpair()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -1229,9 +1227,10 @@ def _copy_tree(src: str, dst: str, sh) -> None:
 
 
 def _fork_session(cfg: dict, member: str, read, socket) -> tuple[str, object, int]:
-    """{"op": "fork"}: fork this interpreter. The copy gets its own directory (a copy of this one's files, nested
-    below it: m/f/XXXX), confined to it by one more Landlock layer, and its own control socket and pipes, handed
-    to the parent with a pidfd. Returns (member, readline, the copy's pid or 0 in the copy) of whichever process
+    """{"op": "fork"}: fork this interpreter. The copy gets its own directory (a copy of this one's working
+    directory, nested below it: m/f/XXXX), confined to it by one more Landlock layer that still lets it read the
+    cells of its ancestors (tracebacks of functions they defined quote them), and its own control socket and
+    pipes, handed to the parent with a pidfd. Returns (member, readline, the copy's pid or 0 in the copy) of whichever process
     this is after the fork."""
     import shutil as sh
 
@@ -1256,17 +1255,18 @@ def _fork_session(cfg: dict, member: str, read, socket) -> tuple[str, object, in
             for fd in (out_w, err_w):
                 os.close(fd)
             ctl_child.close()
-            for name in ("w", "c"):
-                _copy_tree(os.path.join(member, name), os.path.join(child_member, name), sh)
-            os.mkdir(os.path.join(child_member, "f"), 0o700)
+            _copy_tree(os.path.join(member, "w"), os.path.join(child_member, "w"), sh)
+            for name in ("c", "f"):
+                os.mkdir(os.path.join(child_member, name), 0o700)
+            cfg["ancestor_cells"] = [*cfg.get("ancestor_cells", ()), os.path.join(member, "c")]
             work = os.path.join(child_member, "w")
             os.chdir(work)
             os.environ.update(HOME=work, TMPDIR=work, PWD=work)
             if sys.path and sys.path[0] == os.path.join(member, "w"):
                 sys.path[0] = work
             if cfg.get("landlock_abi"):
-                landlock_restrict(cfg["landlock_abi"], cfg["read_paths"], _member_dirs(child_member),
-                                  ["/dev/null"])
+                landlock_restrict(cfg["landlock_abi"], cfg["read_paths"] + cfg["ancestor_cells"],
+                                  _member_dirs(child_member), ["/dev/null"])
             _send(3, {"ready": True, "pid": os.getpid()})
         except BaseException as e:
             try:
@@ -1280,7 +1280,7 @@ def _fork_session(cfg: dict, member: str, read, socket) -> tuple[str, object, in
     fds = [ctl_parent.detach(), out_r, err_r, os.pidfd_open(pid)]
     try:
         with socket.socket(fileno=os.dup(3)) as ctl:
-            socket.send_fds(ctl, [(json.dumps({"forked": True, "pid": pid}) + "\n").encode()], fds)
+            socket.send_fds(ctl, [b'{"forked": true, "pid": %d}\n' % pid], fds)
     finally:
         for fd in fds:
             os.close(fd)

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from torl.sandbox.http_bench import bench_http
 from torl.sandbox.local import LocalSandbox
+from torl.sandbox.session_bench import bench_sessions, format_session_rows
 
 SNIPPETS = {
     "trivial": "print(2**100)",
@@ -52,8 +53,10 @@ def _throughput(fn, code: str, n: int, workers: int) -> float:
 def run_bench(
     *, n: int = 200, n_baseline: int = 30, n_throughput: int = 1000, http: bool = True, http_n: int = 1000,
     http_concurrency: int = 32, pool_size: int | None = None, out: str | Path | None = None,
+    sessions: bool = True, idle_sessions: int = 512, start_sessions: int = 256,
 ) -> dict:
-    """Measure and print the table; write JSON to `out` when given. Returns the results."""
+    """Measure and print the table; write JSON to `out` when given. Returns the results. sessions: also the
+    interpreter-session rows (`torl.sandbox.session_bench`)."""
     results: dict = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "snippets": SNIPPETS}
     with LocalSandbox(pool_size=pool_size) as sandbox:
         results["pool_size"] = sandbox.pool_size
@@ -83,6 +86,8 @@ def run_bench(
         }
         if http:
             results["http"] = bench_http(sandbox, n=http_n, concurrency=http_concurrency)
+        if sessions:
+            results["sessions"] = bench_sessions(sandbox, n=n, idle=idle_sessions, start=start_sessions)
     print(format_table(results))
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -105,4 +110,6 @@ def format_table(r: dict) -> str:
         h = r["http"]
         rows.append("HTTP /run_code: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                                  for k, v in h.items()))
+    if "sessions" in r:
+        rows += format_session_rows(r["sessions"])
     return "\n".join(rows)
