@@ -10,6 +10,7 @@ from torl.rollout import RolloutConfig, build_prompt, run_rollouts
 from torl.rollout.backends.replay import ReplayBackend
 from torl.rollout.engine import arun_rollouts
 from torl.sandbox import ExecResult, Sandbox
+from torl.verl.config import LoopSettings
 
 from .conftest import check_invariants
 
@@ -109,3 +110,11 @@ def test_a_sandbox_without_sessions_is_a_clear_sandbox_error(tokenizer):
 def test_interpreter_is_validated():
     with pytest.raises(ValueError, match="interpreter must be one of"):
         RolloutConfig(interpreter="jupyter")
+
+
+def test_the_verl_loop_takes_the_interpreter_from_its_torl_section():
+    settings = LoopSettings.from_mapping({"interpreter": "session", "max_tool_calls": 3})
+    config = settings.rollout_config(max_response_tokens=64, temperature=1.0, top_p=1.0)
+    assert (config.interpreter, config.max_tool_calls) == ("session", 3)
+    with pytest.raises(ValueError, match="interpreter must be one of"):
+        LoopSettings.from_mapping({"interpreter": "kernel"})

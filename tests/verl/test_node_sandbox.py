@@ -10,7 +10,7 @@ import pytest
 from tests.verl.conftest import RECIPE_1_5B, compose
 from torl.sandbox.base import ExecResult
 from torl.verl.failures import SandboxUnavailable
-from torl.verl.sandbox import NodeSandbox, free_cores, pool_size_for
+from torl.verl.sandbox import NodeSandbox, NodeSandboxClient, free_cores, pool_size_for
 
 pytestmark = pytest.mark.engines
 
@@ -45,6 +45,30 @@ def test_queue_bound_has_its_own_status():
     for r in results:
         if r.status == "sandbox_error":  # not the snippet's timeout: the infrastructure's, never penalised
             assert r.extra["queue_timeout"] is True and "torl.sandbox_queue_timeout=0.3" in r.reason
+
+
+def test_sessions_through_the_node_sandbox():
+    """torl.interpreter=session on veRL: a sample's session lives in the node's sandbox (ids cross Ray), its calls
+    take the node's slots like stateless ones, and closing it ends it there."""
+    box = NodeSandbox("local", pool_size=1, health_check=False)
+    client = NodeSandboxClient(box, box.slots)
+
+    async def go():
+        a, b = await client.asession(), await client.asession()
+        results = [await a.arun("x = 1", timeout=5), await a.arun("print(x)", timeout=5),
+                   await b.arun("print(x)", timeout=5)]
+        await a.aclose()
+        results.append(await a.arun("print(x)", timeout=5))
+        await b.aclose()
+        return results
+
+    try:
+        first, second, other, after = asyncio.run(go())
+    finally:
+        box.close()
+    assert first.ok and second.stdout == "1\n" and "queue_s" in second.extra
+    assert other.status == "error" and "NameError" in other.stderr
+    assert after.extra["session_lost"] and not box.sessions
 
 
 def test_health_check_names_the_url_and_how_to_start_it():

@@ -24,7 +24,7 @@ from torl.rollout.config import RolloutConfig
 from torl.rollout.observation import extract_code, format_observation, inserted_text
 from torl.rollout.result import RolloutResult, ToolCall
 from torl.rollout.seeds import derive_seed
-from torl.rollout.tokens import decode, encode_plain, encode_prompt
+from torl.rollout.tokens import decode, encode_plain, encode_prompt, joined_text
 from torl.sandbox.base import ExecResult, Sandbox, Session, lost_result
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class _Loop:
         finally:
             if state.session is not None:
                 try:
-                    await asyncio.to_thread(state.session.close)
+                    await state.session.aclose()
                 except Exception as e:  # noqa: BLE001 - closing must not replace the sample's own outcome
                     log.warning("closing the interpreter session failed: %s: %s", type(e).__name__, e)
 
@@ -127,6 +127,7 @@ class _Loop:
             res = RolloutResult(prompt=decode(tok, ids, skip_special_tokens=False), prompt_ids=ids)
         ids, mask, logprobs = res.completion_ids, res.mask, res.logprobs
         model_texts: list[str] = []
+        pieces: list[str] = []  # the decoded text of each span of ids, in order (res.text without a second decode)
         while True:
             room = cfg.max_response_tokens - len(ids)
             if room <= 0:
@@ -155,6 +156,7 @@ class _Loop:
             mask += [1] * len(tokens)
             logprobs += lps
             model_texts.append(round_text)
+            pieces.append(round_text)
             if finish == "eos":
                 res.finish_reason = "eos"
                 break
@@ -175,10 +177,11 @@ class _Loop:
             mask += [0] * len(obs_ids)
             logprobs += [0.0] * len(obs_ids)
             res.tool_calls.append(ToolCall(code, result, obs, decode(tok, obs_ids)))
+            pieces.append(res.tool_calls[-1].inserted)
             if cut:
                 res.finish_reason, res.truncated = "length", True
                 break
-        res.text = decode(tok, ids)
+        res.text = joined_text(tok, pieces, ids)
         res.has_code = any("```python" in t for t in model_texts)
         res.all_executions_ok = all(tc.result.ok for tc in res.tool_calls)
         return index, res
@@ -195,7 +198,7 @@ class _Loop:
             try:
                 if cfg.interpreter == "session":
                     if state.session is None:
-                        state.session = await asyncio.to_thread(self.sandbox.session, memory_mb=cfg.exec_memory_mb)
+                        state.session = await self.sandbox.asession(memory_mb=cfg.exec_memory_mb)
                     call = state.session.arun(code, timeout=cfg.exec_timeout, memory_mb=cfg.exec_memory_mb)
                 else:
                     call = self.sandbox.arun(code, timeout=cfg.exec_timeout, memory_mb=cfg.exec_memory_mb)

@@ -78,6 +78,10 @@ class Session(abc.ABC):
     def close(self) -> None:
         """End the session (kills its interpreter, removes its files). Idempotent."""
 
+    async def aclose(self) -> None:
+        """Async form of `close` (default: `close` in a worker thread)."""
+        await asyncio.to_thread(self.close)
+
     def __enter__(self):
         return self
 
@@ -160,6 +164,10 @@ class Sandbox(abc.ABC):
         """A stateful interpreter session (see `Session`); sandboxes that cannot hold one raise SessionError."""
         raise SessionError(f"{type(self).__name__} cannot hold interpreter sessions (LocalSandbox and "
                            "`torl sandbox serve` can); use rollout.interpreter: stateless")
+
+    async def asession(self, *, memory_mb: int | None = None) -> Session:
+        """Async form of `session` (default: `session` in a worker thread)."""
+        return await asyncio.to_thread(self.session, memory_mb=memory_mb)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (processes, connections). Idempotent."""

@@ -21,12 +21,13 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import secrets
 import threading
 import time
 from typing import Any
 
 from torl.sandbox import make_sandbox
-from torl.sandbox.base import ExecResult, Sandbox
+from torl.sandbox.base import ExecResult, Sandbox, Session, SessionError, lost_result
 from torl.verl.failures import SandboxUnavailable
 
 NAMESPACE = "torl"
@@ -76,6 +77,7 @@ class NodeSandbox:
         self._gate_loop: asyncio.AbstractEventLoop | None = None
         self.in_flight = 0
         self.max_in_flight = 0
+        self.sessions: dict[str, Session] = {}
         if health_check:
             self.check()
 
@@ -92,6 +94,27 @@ class NodeSandbox:
 
     async def run(self, code: str, timeout: float, memory_mb: int | None = None) -> dict:
         """Wait for a slot (at most queue_timeout_s), then run the snippet; the result as a dict (it crosses Ray)."""
+        return await self._gated(lambda: self.sandbox.arun(code, timeout=timeout, memory_mb=memory_mb))
+
+    # Interpreter sessions (torl.interpreter=session): held here by id, since ids cross Ray and sessions do not.
+    async def open_session(self, memory_mb: int | None = None) -> str:
+        session = await self.sandbox.asession(memory_mb=memory_mb)
+        sid = secrets.token_hex(16)
+        self.sessions[sid] = session
+        return sid
+
+    async def run_in_session(self, sid: str, code: str, timeout: float, memory_mb: int | None = None) -> dict:
+        session = self.sessions.get(sid)
+        if session is None:
+            return lost_result("the node's sandbox no longer holds this session").to_dict()
+        return await self._gated(lambda: session.arun(code, timeout=timeout, memory_mb=memory_mb))
+
+    async def close_session(self, sid: str) -> None:
+        session = self.sessions.pop(sid, None)
+        if session is not None:
+            await session.aclose()
+
+    async def _gated(self, call) -> dict:
         loop = asyncio.get_running_loop()
         if self._gate is None or (self._gate_loop is not loop and self.in_flight == 0):  # one per event loop
             self._gate, self._gate_loop = asyncio.Semaphore(self.slots), loop
@@ -107,7 +130,7 @@ class NodeSandbox:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            result = await self.sandbox.arun(code, timeout=timeout, memory_mb=memory_mb)
+            result = await call()
         except Exception as e:  # noqa: BLE001 - an executor failure is the infrastructure's, not the code's
             result = ExecResult("sandbox_error", reason=f"{type(e).__name__}: {e}")
         finally:
@@ -143,6 +166,40 @@ class NodeSandboxClient(Sandbox):
             raise ValueError("NodeSandboxClient: stdin is not supported")
         call = self.target.run.remote if self._remote else self.target.run
         return ExecResult.from_dict(await call(code, timeout, memory_mb))
+
+    async def asession(self, *, memory_mb: int | None = None) -> Session:
+        call = self.target.open_session.remote if self._remote else self.target.open_session
+        return _NodeSession(self, await call(memory_mb))
+
+
+class _NodeSession(Session):
+    """A sample's interpreter session, held by the node's NodeSandbox (async only, no fork: the agent loop's)."""
+
+    def __init__(self, client: NodeSandboxClient, sid: str) -> None:
+        self.client, self.sid = client, sid
+
+    def _method(self, name: str):
+        method = getattr(self.client.target, name)
+        return method.remote if self.client._remote else method
+
+    def run(self, code: str, *, timeout: float = 10.0, memory_mb: int | None = None,
+            stdin: str | None = None) -> ExecResult:
+        raise NotImplementedError("a node sandbox session is async: use arun")
+
+    async def arun(self, code: str, *, timeout: float = 10.0, memory_mb: int | None = None,
+                   stdin: str | None = None) -> ExecResult:
+        if stdin is not None:
+            raise ValueError("NodeSandboxClient: stdin is not supported")
+        return ExecResult.from_dict(await self._method("run_in_session")(self.sid, code, timeout, memory_mb))
+
+    def fork(self) -> Session:
+        raise SessionError("sessions of the node's sandbox are not forked (the agent loop does not need it)")
+
+    def close(self) -> None:
+        raise NotImplementedError("a node sandbox session is async: use aclose")
+
+    async def aclose(self) -> None:
+        await self._method("close_session")(self.sid)
 
 
 _local: dict[tuple, NodeSandbox] = {}
