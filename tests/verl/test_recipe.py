@@ -184,3 +184,15 @@ def test_cli_prints_the_command(capsys):
     assert out.split()[1:3] == ["-m", "verl.trainer.main_ppo"]
     assert "trainer.total_training_steps=3" in out and "+torl.max_tool_calls=1" in out
     assert "actor_rollout_ref.rollout.agent.default_agent_loop=torl_tir" in out
+
+
+def test_train_checks_the_head_sandbox_before_launching(capsys, tmp_path):
+    from torl.cli import main
+
+    marker = tmp_path / "launched"
+    python = tmp_path / "python"
+    python.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    python.chmod(0o755)
+    code = main(["verl", "train", "--python", str(python), str(RECIPE_1_5B), "torl.sandbox=http://127.0.0.1:9"])
+    assert code == 2 and not marker.exists()
+    assert "http://127.0.0.1:9 did not run print(1)" in capsys.readouterr().err
