@@ -7,6 +7,10 @@ import json
 import sys
 
 from torl.errors import UserInputError
+from torl.reward.extract import extract_answer
+from torl.reward.grader import DEFAULT_TIMEOUT, Grader
+from torl.reward.reference import reference_extract
+from torl.reward.values import DEFAULT_REL_TOL
 
 _DESCRIPTION = """\
 Grade answers with torl's math-equivalence checker.
@@ -56,9 +60,6 @@ def register(subparsers) -> None:
 
 
 def _extract(response: str, mode: str) -> str | None:
-    from torl.reward.extract import extract_answer
-    from torl.reward.reference import reference_extract
-
     return reference_extract(response) if mode == "reference" else extract_answer(response)
 
 
@@ -67,9 +68,6 @@ def _answer_of(text: str, mode: str) -> str | None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from torl.reward.grader import DEFAULT_TIMEOUT, Grader
-    from torl.reward.values import DEFAULT_REL_TOL
-
     timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
     if timeout <= 0:
         raise UserInputError(f"--timeout must be > 0, got {timeout}")

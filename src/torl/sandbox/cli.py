@@ -7,7 +7,11 @@ import json
 import sys
 
 from torl.errors import UserInputError
+from torl.sandbox import make_sandbox
 from torl.sandbox.auth import resolve_token
+from torl.sandbox.bench import run_bench
+from torl.sandbox.doctor import diagnose, format_report
+from torl.sandbox.server import serve_local
 
 
 def register(subparsers) -> None:
@@ -65,8 +69,6 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from torl.sandbox import make_sandbox
-
     if args.file == "-":
         code = sys.stdin.read()
     else:
@@ -82,12 +84,10 @@ def _run(args: argparse.Namespace) -> int:
                 stdin = f.read()
         except OSError as e:
             raise UserInputError(f"--stdin {args.stdin}: {e.strerror}") from None
-    kwargs = {"pool_size": 1} if args.sandbox == "local" else {}
-    if args.token_file:
-        if args.sandbox == "local":
-            raise UserInputError("--token-file is for a Sandbox Fusion URL (--sandbox http://...), not 'local'")
-        kwargs["token_file"] = args.token_file
-    with make_sandbox(args.sandbox, **kwargs) as sandbox:
+    kwargs = {"token_file": args.token_file} if args.token_file else {}
+    if kwargs and args.sandbox == "local":
+        raise UserInputError("--token-file is for a Sandbox Fusion URL (--sandbox http://...), not 'local'")
+    with make_sandbox(args.sandbox, workers=1, **kwargs) as sandbox:
         result = sandbox.run(code, timeout=args.timeout, memory_mb=args.memory_mb, stdin=stdin)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -101,24 +101,18 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from torl.sandbox.doctor import diagnose, format_report
-
     report = diagnose()
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0 if report["all_probes_passed"] else 1
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from torl.sandbox.bench import run_bench
-
     run_bench(n=args.n, n_baseline=args.n_baseline, n_throughput=args.n_throughput, pool_size=args.pool_size,
               http=not args.no_http, out=args.out)
     return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from torl.sandbox.server import serve_local
-
     if args.memory_limit_mb <= 0:
         raise UserInputError(f"--memory-limit-mb must be > 0, got {args.memory_limit_mb}")
     if args.max_output_bytes <= 0:

@@ -359,8 +359,6 @@ def serve_local(host: str = "127.0.0.1", port: int = 8080, pool_size: int | None
     different clients, so each snippet runs from a fresh fork of the worker (`fork_per_request`) by default.
     memory_limit_mb: the limit of requests whose memory_limit_MB is <= 0 (Sandbox Fusion: none).
     token, trust_network: as `serve` (checked before the pool starts)."""
-    from torl.sandbox.local import LocalSandbox
-
     check_exposure(host, token, trust_network)
     sandbox_kwargs.setdefault("fork_per_request", True)
 

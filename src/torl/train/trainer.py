@@ -341,7 +341,8 @@ def resolve_model_path(cfg: TorlTrainConfig) -> str:
     return str(out)
 
 
-def load_tokenizer(path: str, trust_remote_code: bool = False):
+def load_policy_tokenizer(path: str, trust_remote_code: bool = False):
+    """The policy's tokenizer as GRPO batches need it: left padding, a pad token (EOS when it has none)."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path, padding_side="left", trust_remote_code=trust_remote_code)
@@ -414,7 +415,7 @@ def _assemble(cfg: TorlTrainConfig, grpo_args: GRPOConfig, sandbox, backend_fact
     from transformers.trainer_callback import PrinterCallback
 
     model_path = resolve_model_path(cfg)
-    tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
+    tokenizer = load_policy_tokenizer(model_path, cfg.model.trust_remote_code)
     _check_context(model_path, cfg)
     prompts = render_prompts(read_train_problems(cfg.data.train_files), tokenizer, template=cfg.data.template,
                              max_prompt_tokens=cfg.data.max_prompt_tokens, length_tokenizer=cfg.data.length_tokenizer)
