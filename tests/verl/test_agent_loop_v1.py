@@ -210,3 +210,19 @@ def test_one_sandbox_actor_per_node(tq_cluster):
         return await a.arun("print(6 * 7)", timeout=5)
 
     assert asyncio.run(go()).stdout.strip() == "42"
+
+
+def test_v1_async_buffer_evicts_the_failed_group_and_counts_it(tq_cluster, tiny_model, verl_parquet, tokenizer):
+    """colocate_async / separate_async: veRL evicts a failed group and refills it; torl counts the failed sample."""
+    tq = tq_cluster
+    config = compose(small_overrides(tiny_model, verl_parquet, max_tool_calls=0))
+    server = FlakyServer(TransformersServer(tiny_model, config.actor_rollout_ref.rollout.response_length))
+    batch, uids = _submit(config, tokenizer, verl_parquet, tq)
+    _generate(config, server, batch)
+    refills = []
+    buffer = _buffer(max_failed_share=0.5, mode="colocate_async")
+    buffer.refill_fn = refills.append
+    sampled, metrics = buffer.sample(global_steps=STEP, partition_id="train", batch_size=1)
+    assert refills == [1] and metrics["training/rollout_failure/evicted_samples"] == 1  # veRL's own
+    assert len(sampled.keys) == N and metrics["training/torl/failed_samples"] == 1  # torl's
+    _clear(tq)
