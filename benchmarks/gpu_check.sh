@@ -15,7 +15,8 @@ limit=480
 out_dir="${OUT:+$OUT/gpu_check}"
 prev=""
 for arg in "$@"; do
-    if [ "$arg" = "--cpu-smoke" ]; then limit=300; export CUDA_VISIBLE_DEVICES=""; fi
+    if [ "$arg" = "--cpu-smoke" ]; then limit=300; fi
+    if [ "$arg" = "--cpu-smoke" ] || [ "$arg" = "--cpu" ]; then export CUDA_VISIBLE_DEVICES=""; fi
     if [ "$prev" = "--out" ]; then out_dir="$arg"; fi
     case "$arg" in --out=*) out_dir="${arg#--out=}";; esac
     prev="$arg"
