@@ -15,6 +15,14 @@ Targets: with tool latency = 20% of each sample's generation time, torl's wall t
 time (same tokens, tools taking no time); with 5% of calls hanging until the timeout, torl >= 1.5x faster than
 lockstep. The hang case depends on how long the timeout is next to the batch's generation time, so it is
 measured for several ratios; the target applies at timeout = 0.5x the no-tool wall time.
+
+Two CPU costs of the loop, old and new in the same run (`--parts burst cpu`):
+
+- burst: event-loop CPU for a burst of N requests to `BatchingBackend` (the transformers backend's and blocking
+  vLLM's queue), instant generation; old = the queue that rebuilt its pending list on every call (kept below).
+- cpu: the loop's CPU per response token with the Qwen2.5 tokenizer, an instant engine (pre-tokenised TIR
+  responses, C = 1) and an instant sandbox; old = transformers' `decode` (per-token type checks) and a second full
+  decode of each response, new = the Rust tokenizer's decode and the response text joined from its decoded rounds.
 """
 
 from __future__ import annotations
@@ -29,8 +37,11 @@ import sys
 import time
 from pathlib import Path
 
+import torl.rollout.engine as rollout_engine
+from torl.models import qwen25_tokenizer
 from torl.rollout import RolloutConfig, extract_code, format_observation, run_rollouts
 from torl.rollout.backends.base import Backend, Generation, GenerationRequest
+from torl.rollout.backends.batching import BatchingBackend
 from torl.rollout.backends.replay import ReplayBackend
 from torl.rollout.observation import inserted_text
 from torl.rollout.tokens import decode, encode_plain, encode_prompt
@@ -148,10 +159,20 @@ def measure(tokenizer, scripts, args, *, tool_scale: float, timeout: float, engi
 
 
 def run(args) -> dict:
-    tokenizer = build_tiny_tokenizer(seed=0)
-    token_s = args.token_ms / 1e3
     out: dict = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
                  "params": vars(args).copy(), "scenarios": []}
+    if "burst" in args.parts:
+        out["burst"] = run_burst(args.burst_sizes)
+    if "cpu" in args.parts:
+        out["loop_cpu"] = run_cpu(args.cpu_samples, args.seed)
+    if "walls" in args.parts:
+        run_walls(args, out)
+    return out
+
+
+def run_walls(args, out: dict) -> None:
+    tokenizer = build_tiny_tokenizer(seed=0)
+    token_s = args.token_ms / 1e3
     # A: every tool call takes 20% of its sample's generation time
     scripts, gen_s = make_scripts(tokenizer, samples=args.samples, token_s=token_s, tool_frac=0.2, hang_frac=0,
                                   seed=args.seed)
@@ -178,10 +199,152 @@ def run(args) -> dict:
             row["target"] = "lockstep_vs_torl >= 1.5"
             row["met"] = row["lockstep_vs_torl"] >= 1.5
         out["scenarios"].append(row)
-    return out
+
+
+# ---- burst: BatchingBackend's queue, old vs new ------------------------------------------------------------------
+class EchoBatching(BatchingBackend):
+    """torl's queue; generation is instant (one EOS token per request)."""
+
+    def generate_batch(self, requests):
+        return [Generation([0], [0.0], "eos") for _ in requests]
+
+
+class QuadraticBatching(EchoBatching):
+    """The old queue (the baseline): every call rebuilt the whole pending list, O(N^2) for a burst of N."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._pending = []
+
+    async def agenerate(self, request: GenerationRequest) -> Generation:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending = [(r, f) for r, f in self._pending if f.get_loop() is loop and not f.done()]
+        self._pending.append((request, future))
+        if self._drainer is None or self._drainer.done() or self._drainer.get_loop() is not loop:
+            self._drainer = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            start, seen = loop.time(), -1
+            while (len(self._pending) < self.max_batch_size and len(self._pending) != seen
+                   and loop.time() - start < self.max_wait_s):
+                seen = len(self._pending)
+                await asyncio.sleep(self.batch_wait_s)
+            batch = [(r, f) for r, f in self._pending[: self.max_batch_size] if not f.done()]
+            del self._pending[: self.max_batch_size]
+            if batch:
+                outputs = await asyncio.to_thread(self.generate_batch, [r for r, _ in batch])
+                for (_, f), out in zip(batch, outputs, strict=True):
+                    f.set_result(out)
+
+
+def burst_cpu_s(cls, n: int) -> float:
+    """CPU seconds for n requests arriving at once (the vLLM blocking default: batches of up to 1,024)."""
+    backend = cls(max_batch_size=1024, batch_wait_s=0.0)
+
+    async def go():
+        return await asyncio.gather(*(backend.agenerate(GenerationRequest([1], 1, sample_index=i)) for i in range(n)))
+
+    start = time.process_time()
+    out = asyncio.run(go())
+    assert len(out) == n
+    return time.process_time() - start
+
+
+def run_burst(sizes) -> list[dict]:
+    rows = []
+    for n in sizes:
+        old, new = burst_cpu_s(QuadraticBatching, n), burst_cpu_s(EchoBatching, n)
+        rows.append({"requests": n, "old_cpu_s": round(old, 4), "new_cpu_s": round(new, 4),
+                     "speedup": round(old / new, 1)})
+    return rows
+
+
+# ---- cpu: the loop's CPU per token, old vs new tokenizer work ----------------------------------------------------
+class Pretokenized(Backend):
+    """An instant engine: round r of sample i is scripts[i][r] = (ids, finish_reason, stop_text)."""
+
+    name = "pretokenized"
+
+    def __init__(self, tokenizer, scripts) -> None:
+        self.tokenizer, self.scripts = tokenizer, scripts
+
+    async def agenerate(self, request: GenerationRequest) -> Generation:
+        ids, finish, stop = self.scripts[request.sample_index][request.round_index]
+        return Generation(list(ids), [-0.5] * len(ids), finish, stop)
+
+
+def tir_scripts(tok, samples: int, seed: int):
+    """TIR responses of 300-3,000 tokens: reasoning, one python block stopped at ```output, then the answer + EOS."""
+    rng = random.Random(seed)
+    prose = encode_plain(tok, "We need the sum of the roots, so by Vieta's formulas $x_1 + x_2 = -b/a$; let us "
+                              "check it numerically. 数学的な確認 ∑ x² ≈ 3.14159… ")
+    code = encode_plain(tok, "\n```python\n# sim 0\nimport sympy as sp\nx = sp.symbols('x')\n"
+                             "print(sp.solve(x**2 - 5*x + 6, x))\n```\n```output")
+    answer = encode_plain(tok, "\nThe roots are 2 and 3, so the answer is \\boxed{5}.")
+    eos = tok.convert_tokens_to_ids("<|endoftext|>")
+    scripts = []
+    for _ in range(samples):
+        total = rng.randint(300, 3000)
+        first = int(total * rng.uniform(0.2, 0.5))
+        r1 = (prose * (first // len(prose) + 1))[: max(1, first - len(code))] + code
+        r2 = (prose * (total // len(prose) + 1))[: max(1, total - first - len(answer))] + answer + [eos]
+        scripts.append([(r1, "stop", "```output"), (r2, "eos", None)])
+    return scripts
+
+
+def old_decode(tokenizer, ids, *, skip_special_tokens: bool = True) -> str:
+    """The old `torl.rollout.tokens.decode` (the baseline): transformers' decode."""
+    return tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=False)
+
+
+def loop_cpu(tok, scripts, *, old: bool) -> dict:
+    """CPU of run_rollouts per response token; old: the loop as it was (old decode, second full decode)."""
+    saved = rollout_engine.decode, rollout_engine.joined_text
+    if old:
+        rollout_engine.decode = old_decode
+        rollout_engine.joined_text = lambda t, pieces, ids: old_decode(t, ids)
+    try:
+        config = RolloutConfig(max_tool_calls=1, max_response_tokens=4096, exec_timeout=10)
+        start = time.process_time()
+        results = run_rollouts([PROMPT] * len(scripts), backend=Pretokenized(tok, scripts),
+                               sandbox=SimSandbox(64, scale=0), config=config)
+        cpu = time.process_time() - start
+    finally:
+        rollout_engine.decode, rollout_engine.joined_text = saved
+    tokens = sum(len(r.completion_ids) for r in results)
+    return {"cpu_s": round(cpu, 4), "tokens": tokens, "us_per_token": round(cpu / tokens * 1e6, 3),
+            "texts": [r.text for r in results]}
+
+
+def run_cpu(samples: int, seed: int, repeats: int = 3) -> dict:
+    tok = qwen25_tokenizer()
+    scripts = tir_scripts(tok, samples, seed)
+    runs = {"old": [], "new": []}
+    for _ in range(repeats):  # alternated; the fastest of each
+        for kind in runs:
+            runs[kind].append(loop_cpu(tok, scripts, old=kind == "old"))
+    old, new = (min(runs[k], key=lambda r: r["cpu_s"]) for k in ("old", "new"))
+    assert old.pop("texts") == new.pop("texts"), "the new loop must produce the same texts"
+    return {"samples": samples, "old": old, "new": new,
+            "speedup": round(old["us_per_token"] / new["us_per_token"], 2)}
 
 
 def print_table(out: dict) -> None:
+    if "burst" in out:
+        print("\n| burst of requests (BatchingBackend) | old CPU s | new CPU s | speed-up |\n|---|---|---|---|")
+        for r in out["burst"]:
+            print(f"| {r['requests']:,} | {r['old_cpu_s']:.3f} | {r['new_cpu_s']:.3f} | {r['speedup']:.0f}x |")
+    if "loop_cpu" in out:
+        c = out["loop_cpu"]
+        print(f"\nloop CPU per response token (Qwen2.5 tokenizer, {c['samples']} TIR samples, "
+              f"{c['new']['tokens']:,} tokens, instant engine and sandbox): old {c['old']['us_per_token']:.2f} us, "
+              f"new {c['new']['us_per_token']:.2f} us ({c['speedup']:.2f}x)")
+    if not out["scenarios"]:
+        return
     p = out["params"]
     print(f"\n{p['samples']} samples, {p['slots']} engine slots, {p['token_ms']} ms/token, "
           f"{p['workers']} sandbox workers, C = 1\n")
@@ -206,6 +369,9 @@ if __name__ == "__main__":
     ap.add_argument("--timeout-fracs", type=float, nargs="+", default=[0.1, 0.25, 0.5])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/bench/rollout_bench.json")
+    ap.add_argument("--parts", nargs="+", choices=["walls", "burst", "cpu"], default=["walls", "burst", "cpu"])
+    ap.add_argument("--burst-sizes", type=int, nargs="+", default=[1024, 4096, 8192])
+    ap.add_argument("--cpu-samples", type=int, default=256, help="TIR samples for the CPU-per-token row")
     a = ap.parse_args()
     result = run(a)
     print_table(result)

@@ -139,3 +139,57 @@ def test_whitespace_only_block_runs_in_the_reference_style(qwen, local_sandbox):
     assert ref.text == BLANK + f"\n{REFERENCE_TIMEOUT_TEXT}\n```\n" + ANSWER
     (ours,), _ = roll(qwen, local_sandbox, [[BLANK, ANSWER]])
     assert ours.num_executions == 0 and ours.text == BLANK + ANSWER
+
+
+def _samples(qwen, rng, n: int = 200) -> list[list[int]]:
+    """Id sequences: random vocabulary (byte tokens that cut UTF-8 characters included), special and added tokens,
+    and real text with multi-byte characters."""
+    specials = [151643, 151644, 151645, 151657, 151658]  # <|endoftext|> <|im_start|> <|im_end|> <tool_call> </tool_call>
+    text = encode_plain(qwen, "数学 ∑ x² 😀 naïve\n```python\nprint('é')\n```\n```output\né\n```")
+    out = [text]
+    for _ in range(n):
+        ids = [rng.randrange(151643) for _ in range(rng.randint(0, 40))]
+        ids += rng.sample(specials, rng.randint(0, 2)) + text[: rng.randint(0, len(text))]
+        rng.shuffle(ids)
+        out.append(ids)
+    return out
+
+
+def test_fast_decode_is_transformers_decode(qwen):
+    """torl's decode calls the Rust tokenizer directly: exactly transformers' decode (no clean-up)."""
+    import random
+
+    for ids in _samples(qwen, random.Random(0)):
+        for skip in (True, False):
+            assert decode(qwen, ids, skip_special_tokens=skip) == qwen.decode(
+                ids, skip_special_tokens=skip, clean_up_tokenization_spaces=False)
+
+
+def test_joined_pieces_are_the_full_decode(qwen):
+    """A response's text from its decoded spans (rounds, observations) is the full decode, also when a span ends
+    inside a UTF-8 character."""
+    import random
+
+    from torl.rollout.tokens import joined_text
+
+    rng = random.Random(1)
+    for ids in _samples(qwen, rng):
+        cuts = sorted(rng.sample(range(len(ids) + 1), min(3, len(ids) + 1)))
+        spans = [ids[a:b] for a, b in zip([0, *cuts], [*cuts, len(ids)], strict=True)]
+        pieces = [decode(qwen, s) for s in spans]
+        assert joined_text(qwen, pieces, ids) == qwen.decode(ids, skip_special_tokens=True,
+                                                             clean_up_tokenization_spaces=False)
+
+
+def test_joined_text_decodes_in_full_for_other_decoders():
+    """A SentencePiece-style decoder drops the leading space of a text: pieces do not concatenate."""
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    from torl.rollout.tokens import joined_text
+
+    rust = Tokenizer(models.WordLevel({"▁a": 0, "▁b": 1, "<unk>": 2}, unk_token="<unk>"))
+    rust.decoder = decoders.Metaspace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=rust)
+    pieces = [decode(tok, [0]), decode(tok, [1])]
+    assert "".join(pieces) == "ab" and joined_text(tok, pieces, [0, 1]) == "a b" == tok.decode([0, 1])
