@@ -62,6 +62,8 @@ def session_routes(sandbox: Sandbox, *, max_run_timeout_s: float = MAX_RUN_TIMEO
     supported = type(sandbox).session is not Sandbox.session
 
     def remember(session: Session) -> str:
+        for old in [k for k, v in sessions.items() if getattr(v, "closed", False)]:  # ended (TTL, lost): 404 now
+            sessions.pop(old, None)
         sid = secrets.token_urlsafe(16)
         sessions[sid] = session
         return sid

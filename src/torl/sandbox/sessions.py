@@ -27,6 +27,7 @@ import socket
 import subprocess
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -132,7 +133,8 @@ class SessionManager:
         self.counter = itertools.count()
         self.closed = False
         self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="torl-session")
-        self._reaper = threading.Thread(target=self._reap_idle, name="torl-session-ttl", daemon=True)
+        self._reaper = threading.Thread(target=_reap_idle, args=(weakref.ref(self),), name="torl-session-ttl",
+                                        daemon=True)
         self._reaper.start()
 
     # -- zygote and cgroups ------------------------------------------------------------------------------------
@@ -241,15 +243,6 @@ class SessionManager:
         except SessionError as e:
             log.warning("could not clean up after session %s: %s", session.id, e)
 
-    def _reap_idle(self) -> None:
-        while not self.closed:
-            time.sleep(min(5.0, max(0.05, self.ttl_s / 4)))
-            now = time.monotonic()
-            with self.lock:
-                idle = [s for s in self.sessions.values() if not s.busy and now - s.last_used > self.ttl_s]
-            for s in idle:
-                s.expire(f"idle for more than {self.ttl_s:g} s (session TTL)")
-
     def close(self) -> None:
         with self.lock:
             self.closed = True
@@ -264,6 +257,25 @@ class SessionManager:
                     if name.startswith("s") and name[1:].isdigit():
                         _remove_cgroups({"x": os.path.join(parent, name)})
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _reap_idle(ref: weakref.ref) -> None:
+    """Close sessions idle for longer than the TTL, until the manager is closed or gone (a weak reference: this
+    thread keeps nothing alive)."""
+    while (pause := _expire_idle(ref())) is not None:
+        time.sleep(pause)
+
+
+def _expire_idle(manager: SessionManager | None) -> float | None:
+    """One round of `_reap_idle`: the pause until the next, None when there is no manager any more."""
+    if manager is None or manager.closed:
+        return None
+    now = time.monotonic()
+    with manager.lock:
+        idle = [s for s in manager.sessions.values() if not s.busy and now - s.last_used > manager.ttl_s]
+    for session in idle:
+        session.expire(f"idle for more than {manager.ttl_s:g} s (session TTL)")
+    return min(5.0, max(0.05, manager.ttl_s / 4))
 
 
 class LocalSession(Session):
