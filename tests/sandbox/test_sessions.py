@@ -230,3 +230,17 @@ def test_the_client_refuses_sessions_on_a_server_without_them():
 
     with ServerThread(create_app(Echo())) as server, pytest.raises(SessionError, match="holds no interpreter"):
         SandboxFusionClient(server.url).session()
+
+
+def test_without_cgroups_the_process_tree_bounds_a_session():
+    """Where no cgroup is writable (isolation="none" here; unprivileged machines), a call's leftovers are found in
+    the interpreter's process tree, forks (other sessions) left out."""
+    with LocalSandbox(pool_size=1, preload=(), isolation="none") as sandbox, sandbox.session() as s:
+        assert not s.cgroups
+        assert s.run("import subprocess\np = subprocess.Popen(['sleep', '100'])\nx = 1").ok
+        copy = s.fork()
+        r = s.run("import os\nos.kill(p.pid, 0)")
+        assert r.status == "error" and "ProcessLookupError" in r.stderr, r
+        assert s.run("while True:\n    pass", timeout=0.5).status == "timeout"
+        assert copy.run("print(x)").stdout == "1\n"  # the fork, a child of the killed interpreter, lives on
+        copy.close()

@@ -645,9 +645,13 @@ def _children(pid: int) -> list[int]:
 
 
 def _descendants(pid: int, skip: set[int]) -> list[int]:
+    """The live descendants of `pid`, leaving out the subtrees of `skip` (other sessions) and zombies."""
     out, todo = [], [k for k in _children(pid) if k not in skip]
     while todo:
         p = todo.pop()
+        fields = _stat_fields(p)
+        if fields is None or fields[0] in ("Z", "X"):
+            continue
         out.append(p)
         todo += [k for k in _children(p) if k not in skip]
     return out
