@@ -18,6 +18,7 @@ from torl.cli import main
 from torl.errors import UserInputError
 from torl.sandbox import make_sandbox
 from torl.sandbox.auth import OPEN_PATHS, TOKEN_ENV, TOKEN_FILE_ENV, BearerAuth, resolve_token
+from torl.sandbox.base import SessionError
 from torl.sandbox.fusion import SandboxFusionClient
 from torl.sandbox.server import ServerThread, check_exposure, create_app
 
@@ -159,14 +160,15 @@ def test_tokens_that_cannot_be_used_are_refused(tmp_path):
 
 
 def test_torl_sandbox_serve_with_a_token_file_end_to_end(tmp_path):
-    """The real CLI: a token from --token-file guards /run_code, ping stays open, and the token is not in its log."""
+    """The real CLI: a token from --token-file guards /run_code and the sessions, ping stays open, and the token is
+    not in its log."""
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     cmd = [sys.executable, "-m", "torl.cli", "-v", "sandbox", "serve", "--port", str(port), "--pool-size", "1",
-           "--token-file", str(token_file)]
+           "--token-file", str(token_file), "--max-sessions", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -182,6 +184,11 @@ def test_torl_sandbox_serve_with_a_token_file_end_to_end(tmp_path):
         assert httpx.post(f"{url}/run_code", json=BODY, timeout=60, trust_env=False).status_code == 401
         with SandboxFusionClient(url, token_file=str(token_file)) as client:
             assert client.run("print(6 * 7)").stdout == "42\n"
+            with client.session() as session:  # sessions: behind the same token, capped by --max-sessions
+                assert session.run("x = 6").ok and session.run("print(x * 7)").stdout == "42\n"
+                with pytest.raises(SessionError, match="refused a session: HTTP 409"):
+                    client.session()
+        assert httpx.post(f"{url}/torl/v1/sessions", json={}, timeout=60, trust_env=False).status_code == 401
     finally:
         proc.send_signal(signal.SIGINT)
         log, _ = proc.communicate(timeout=30)

@@ -65,6 +65,10 @@ def register(subparsers) -> None:
     serve.add_argument("--trust-network", action="store_true",
                        help="allow a non-loopback --host without a token: everyone who can reach the port may "
                             "run code here")
+    serve.add_argument("--max-sessions", type=int, default=1024,
+                       help="interpreter sessions (/torl/v1/sessions) held at once (default 1024)")
+    serve.add_argument("--session-ttl-s", type=float, default=900.0,
+                       help="a session idle this long is closed; its next call says it was lost (default 900)")
     serve.set_defaults(func=_serve)
 
 
@@ -117,7 +121,9 @@ def _serve(args: argparse.Namespace) -> int:
         raise UserInputError(f"--memory-limit-mb must be > 0, got {args.memory_limit_mb}")
     if args.max_output_bytes <= 0:
         raise UserInputError(f"--max-output-bytes must be > 0, got {args.max_output_bytes}")
+    if args.max_sessions < 0 or not args.session_ttl_s > 0:
+        raise UserInputError("--max-sessions must be >= 0 and --session-ttl-s > 0")
     serve_local(args.host, args.port, pool_size=args.pool_size, memory_limit_mb=args.memory_limit_mb,
                 max_output_bytes=args.max_output_bytes, token=resolve_token(token_file=args.token_file),
-                trust_network=args.trust_network)
+                trust_network=args.trust_network, max_sessions=args.max_sessions, session_ttl_s=args.session_ttl_s)
     return 0
