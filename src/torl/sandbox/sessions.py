@@ -290,6 +290,7 @@ class LocalSession(Session):
         self.cgroups = cgroups
         self.family = family
         self.lock = threading.Lock()
+        self._end_lock = threading.Lock()
         self.busy = False
         self.closed = False
         self.lost: str | None = None
@@ -584,9 +585,10 @@ class LocalSession(Session):
             self._end()
 
     def _end(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
+        with self._end_lock:  # a call that lost the session and close() may both end it
+            if self.closed:
+                return
+            self.closed = True
         self._kill()
         for fd in (self.out_r, self.err_r, self.pidfd):
             with contextlib.suppress(OSError):
