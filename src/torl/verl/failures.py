@@ -73,13 +73,11 @@ def sample_name(kwargs: Mapping[str, Any]) -> str:
 def failure_record(error: BaseException, kwargs: Mapping[str, Any]) -> dict:
     """The record of one failed sample (a TransferQueue tag: plain values only)."""
     steps = kwargs.get("global_steps")
-    validate = kwargs.get("validate")
     return {
         "kind": failure_kind(error),
         "sample": sample_name(kwargs),
         "message": f"{type(error).__name__}: {error}"[:2000],
         "global_steps": int(steps.item() if hasattr(steps, "item") else steps) if steps is not None else None,
-        "validate": bool(validate) if validate is not None else None,
     }
 
 

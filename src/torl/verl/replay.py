@@ -15,7 +15,7 @@ veRL merges the metrics `sample()` returns into the step's logged metrics. Setti
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 
 import numpy as np
 import transfer_queue as tq
@@ -40,11 +40,15 @@ class _TorlSampling:
         super().__init__(*args, **kwargs)
         sampler_kwargs = dict(self.sampler_kwargs or {})
         self.max_failed_share = float(sampler_kwargs.get("torl_max_failed_share", 0.0))
-        self.failures: dict[str, dict] = {}  # failure records not yet counted in a step, by key
+        self.failures: dict[str, dict] = {}  # failure records not yet counted in a step, by key ({uid}_{session})
+        # prompt uids seen in each partition: a record counts in the partition of its prompt (train or val)
+        self.seen_uids: dict[str, set[str]] = defaultdict(set)
 
     def _sync_metadata_from_transfer_queue(self):
         super()._sync_metadata_from_transfer_queue()
         self.failures.update(self.partitions.pop(FAILURES_PARTITION, {}))
+        for partition_id, uids in self.prompt_global_steps.items():
+            self.seen_uids[partition_id].update(uids)
         config = [r for r in self.failures.values() if r.get("kind") == "config"]
         if config:
             raise FailedSamples(_describe("a sample failed on a configuration error (the run stops at once, "
@@ -53,10 +57,12 @@ class _TorlSampling:
     def sample(self, global_steps: int, partition_id: str, batch_size: int):
         batch, metrics = super().sample(global_steps=global_steps, partition_id=partition_id, batch_size=batch_size)
         prefix = f"{self._metrics_prefix(partition_id)}/torl"
-        records = list(self.failures.values())
-        if self.failures:
-            tq.kv_clear(keys=list(self.failures), partition_id=FAILURES_PARTITION)
-            self.failures.clear()
+        seen = self.seen_uids[partition_id]
+        mine = [k for k in self.failures if _uid(k) in seen]
+        records = [self.failures.pop(k) for k in mine]
+        if mine:
+            tq.kv_clear(keys=mine, partition_id=FAILURES_PARTITION)
+        seen -= {_uid(k) for k in (*batch.keys, *mine)}
         samples = sum(not tag.get("is_padding", False) for tag in batch.tags)
         failed = len(records)
         share = failed / max(1, samples + failed)
@@ -108,6 +114,11 @@ def tool_metrics(batch, prefix: str) -> dict:
     metrics[f"{prefix}/sandbox_queue_s/mean"] = float(np.mean(waits)) if waits else 0.0
     metrics[f"{prefix}/sandbox_queue_s/max"] = float(np.max(waits)) if waits else 0.0
     return metrics
+
+
+def _uid(key: str) -> str:
+    """The prompt uid of a trajectory key ({uid}_{session}_{index}) or a failure key ({uid}_{session})."""
+    return key.split("_", 1)[0]
 
 
 def _describe(headline: str, records: list[dict]) -> str:
