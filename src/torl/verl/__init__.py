@@ -4,10 +4,14 @@
   `torl train`/`torl eval`) as a veRL agent loop, over veRL's inference-server handle (`backend.py`).
   Registered through `agent_loop.yaml` (`actor_rollout_ref.rollout.agent.agent_loop_config_path`).
 - `reward.compute_score`: torl's grader as veRL's `reward.custom_reward_function`.
+- `sandbox`: one sandbox per node (a named Ray actor), its slot and queue bounds and health check.
+- `failures` + `replay`: failed samples recorded for, counted and bounded by torl's replay buffer on veRL's v1
+  trainer (`trainer.v1.sampler.custom_sampler`), with per-step tool metrics.
 - `recipe`: a YAML recipe (configs/verl/torl_1.5b.yaml) → the full `python -m verl.trainer.main_ppo ...` command;
   `torl verl train RECIPE [key=value ...]` prints it and runs it.
 
-Nothing here imports veRL at import time except `agent_loop` (which subclasses veRL's base class).
+Nothing here imports veRL at import time except `agent_loop` (which subclasses veRL's base class) and `replay`
+(veRL's replay buffers); `sandbox` imports Ray only when it starts a node's sandbox.
 """
 
 from pathlib import Path
