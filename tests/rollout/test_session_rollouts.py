@@ -6,8 +6,10 @@ import asyncio
 
 import pytest
 
+from torl.errors import UserInputError
 from torl.rollout import RolloutConfig, build_prompt, run_rollouts
 from torl.rollout.backends.replay import ReplayBackend
+from torl.rollout.config import build_rollout_config
 from torl.rollout.engine import arun_rollouts
 from torl.sandbox import ExecResult, Sandbox
 from torl.verl.config import LoopSettings
@@ -118,3 +120,12 @@ def test_the_verl_loop_takes_the_interpreter_from_its_torl_section():
     assert (config.interpreter, config.max_tool_calls) == ("session", 3)
     with pytest.raises(ValueError, match="interpreter must be one of"):
         LoopSettings.from_mapping({"interpreter": "kernel"})
+
+
+def test_train_eval_and_rollout_configs_take_the_interpreter():
+    """`rollout.interpreter=session` as `torl train`, `torl eval` and `torl rollout` take overrides; a bad value names
+    the key."""
+    assert build_rollout_config(None, ["rollout.interpreter=session"]).interpreter == "session"
+    assert build_rollout_config(None, [], flags={"interpreter": "session"}).interpreter == "session"
+    with pytest.raises(UserInputError, match="rollout.interpreter"):
+        build_rollout_config(None, ["rollout.interpreter=kernel"])
