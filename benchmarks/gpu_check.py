@@ -442,7 +442,7 @@ def summarize(args, steps: list[dict], n_params: int, peak: float | None) -> dic
     gaps = [s["engine_logprob_gap"] for s in steps]
     stale = [s["stale_gap"] for s in steps]
     out.update(engine_logprob_gap=gaps, stale_gap=stale, gap_threshold=args.gap_threshold)
-    problems = []
+    problems = [] if len(steps) == args.steps else [f"{len(steps)} of {args.steps} steps ran"]
     if any(g is None or g > args.gap_threshold for g in gaps):
         problems.append(f"engine/trainer gap {gaps} not all under {args.gap_threshold}")
     if any(s is None or s < STALE_FACTOR * args.gap_threshold for s in stale):
