@@ -101,12 +101,16 @@ def gpu_info() -> dict:
     if not torch.cuda.is_available():
         return {"gpu": None, "peak_bf16_tflops": None}
     props = torch.cuda.get_device_properties(0)
-    name = props.name
+    return {"gpu": props.name, "sms": props.multi_processor_count, "memory_gib": props.total_memory / 2**30,
+            "peak_bf16_tflops": peak_bf16_tflops(props.name, props.multi_processor_count)}
+
+
+def peak_bf16_tflops(name: str, sms: int) -> float | None:
+    """Dense bf16 peak of a card from its name, and for an H100 its SM count (PCIe 114, SXM 132)."""
     peak = next((p for key, p in PEAK_BF16_TFLOPS if key in name), None)
-    if "H100" in name and "NVL" not in name and props.multi_processor_count == H100_PCIE_SMS:
+    if "H100" in name and "NVL" not in name and sms == H100_PCIE_SMS:
         peak = 756.0  # a PCIe part whose name does not say so
-    return {"gpu": name, "sms": props.multi_processor_count, "memory_gib": props.total_memory / 2**30,
-            "peak_bf16_tflops": peak}
+    return peak
 
 
 def build_model(out: Path, shape: dict, device: str) -> Path:

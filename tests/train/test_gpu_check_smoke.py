@@ -4,6 +4,7 @@ The GPU check itself needs a GPU."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -13,6 +14,21 @@ from pathlib import Path
 import pytest
 
 from tests.train.conftest import REPO
+
+
+def load_gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("name", "sms", "peak"), [
+    ("NVIDIA H100 80GB HBM3", 132, 989.0), ("NVIDIA H100 PCIe", 114, 756.0), ("NVIDIA H100", 114, 756.0),
+    ("NVIDIA H100 NVL", 132, 835.0), ("NVIDIA H200", 132, 989.0), ("NVIDIA H20", 78, 148.0),
+    ("NVIDIA GeForce RTX 4090", 128, None)])
+def test_peak_by_card(name, sms, peak):
+    assert load_gpu_check().peak_bf16_tflops(name, sms) == peak
 
 
 def run_smoke(tmp_path, *extra: str) -> tuple[subprocess.CompletedProcess, dict, list[dict]]:
