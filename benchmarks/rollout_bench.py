@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-import torl.rollout.engine as rollout_engine
+import torl.rollout.loop as rollout_engine
 from torl.models import qwen25_tokenizer
 from torl.rollout import RolloutConfig, extract_code, format_observation, run_rollouts
 from torl.rollout.backends.base import Backend, Generation, GenerationRequest

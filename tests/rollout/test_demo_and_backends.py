@@ -51,16 +51,16 @@ def test_make_backend_kinds(tokenizer):
 
 
 def test_vllm_output_conversion():
-    from torl.rollout.backends.vllm_backend import to_generation
+    from torl.rollout.backends.vllm_backend import completion_to_generation
 
     req = GenerationRequest([1, 2], 10, ("```output",))
     lp = lambda x: SimpleNamespace(logprob=x)  # noqa: E731
-    stop = to_generation(SimpleNamespace(token_ids=(5, 6), logprobs=[{5: lp(-0.5)}, {6: lp(-0.25), 9: lp(-3)}],
+    stop = completion_to_generation(SimpleNamespace(token_ids=(5, 6), logprobs=[{5: lp(-0.5)}, {6: lp(-0.25), 9: lp(-3)}],
                                          finish_reason="stop", stop_reason="```output"), req)
     assert (stop.token_ids, stop.logprobs, stop.finish_reason, stop.stop_text) == ([5, 6], [-0.5, -0.25], "stop",
                                                                                    "```output")
-    eos = to_generation(SimpleNamespace(token_ids=[7, 0], logprobs=None, finish_reason="stop", stop_reason=None), req)
+    eos = completion_to_generation(SimpleNamespace(token_ids=[7, 0], logprobs=None, finish_reason="stop", stop_reason=None), req)
     assert eos.finish_reason == "eos" and all(math.isnan(x) for x in eos.logprobs)
-    length = to_generation(SimpleNamespace(token_ids=[3], logprobs=[{3: lp(-1.0)}], finish_reason="length",
+    length = completion_to_generation(SimpleNamespace(token_ids=[3], logprobs=[{3: lp(-1.0)}], finish_reason="length",
                                            stop_reason=None), req)
     assert (length.finish_reason, length.logprobs) == ("length", [-1.0])

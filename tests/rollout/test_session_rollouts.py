@@ -10,7 +10,7 @@ from torl.errors import UserInputError
 from torl.rollout import RolloutConfig, build_prompt, run_rollouts
 from torl.rollout.backends.replay import ReplayBackend
 from torl.rollout.config import build_rollout_config
-from torl.rollout.engine import arun_rollouts
+from torl.rollout.loop import arun_rollouts
 from torl.sandbox import ExecResult, Sandbox
 from torl.verl.config import LoopSettings
 

@@ -24,7 +24,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "demo", help="the whole TORL pipeline on a CPU in minutes: a small model learns to use the code interpreter",
         description="Build a small model locally, warm-start it, evaluate it, train it with GRPO and the code "
-                    "interpreter (the same rollout engine, sandbox, grader, trainer and plots as a full-scale "
+                    "interpreter (the same rollout loop, sandbox, grader, trainer and plots as a full-scale "
                     "run), evaluate it again with and without tools, and write report.md / report.json.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides, e.g. optim.lr=1e-3")

@@ -5,7 +5,7 @@ pre-tokenisation: numbers are split into chunks of up to three digits ("287663" 
 punctuation runs as in GPT-4/Qwen2, then bytes. Short, distinctive number tokens are what lets a model this
 small learn to copy numbers (from the problem into code, from the tool's output into the answer) within a
 minute of training; with single-digit tokens it takes several times longer. The saved tokenizer is reloaded
-with `AutoTokenizer` and checked to tokenise exactly as trained (`build_model`), since the rollout engine, the
+with `AutoTokenizer` and checked to tokenise exactly as trained (`build_model`), since the rollout loop, the
 trainer and `torl eval` all load it that way. Saved as a normal transformers model directory.
 """
 

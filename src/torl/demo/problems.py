@@ -130,7 +130,7 @@ def generate(n: int, *, seed: int, levels: Sequence[int] = LEVELS,
 
 def solution_parts(ex: Exercise, style: str) -> list[tuple[str, bool]]:
     """The response solving `ex` in `style` "nl" or "tool", as (text, written_by_model) pieces: in a tool
-    solution the ```` ```output ```` block's content is what the tool inserts (the rollout engine's
+    solution the ```` ```output ```` block's content is what the tool inserts (the rollout loop's
     `wrap_observation` minus the model's own "```output"), not model text."""
     box = ANSWER_LINE.format(answer=ex.answer)
     if style == "nl":

@@ -3,7 +3,7 @@
 The corpus mixes natural-language solutions and tool solutions (`problems.solution_text`) of generated
 problems, the tool one in a `tool_fraction` of them, so the resulting "base model" knows the format but uses
 the tool only sometimes, as Qwen2.5-Math does. The prompt is the torl template (`torl.rollout.build_prompt`);
-a text is tokenised piece by piece exactly as the rollout engine builds a response (prompt, model text, the
+a text is tokenised piece by piece exactly as the rollout loop builds a response (prompt, model text, the
 tool's inserted output, model text), and the loss covers the model's pieces only, as in the RL phase.
 """
 
@@ -74,7 +74,7 @@ def corpus_texts(examples: Sequence[Example]) -> list[str]:
 
 
 def encode_example(tokenizer, ex: Example) -> tuple[list[int], list[int]]:
-    """(input ids, labels): the prompt ids as the rollout engine builds them, then each response piece tokenised
+    """(input ids, labels): the prompt ids as the rollout loop builds them, then each response piece tokenised
     on its own, then EOS. Only the model's pieces and EOS are labelled; the rest is -100 (no loss)."""
     ids = encode_prompt(tokenizer, ex.prompt)
     labels = [-100] * len(ids)

@@ -11,7 +11,7 @@
 
 from torl.rollout.backends import BACKENDS, Backend, Generation, GenerationRequest, make_backend
 from torl.rollout.config import RolloutConfig
-from torl.rollout.engine import arun_rollouts, run_rollouts
+from torl.rollout.loop import arun_rollouts, run_rollouts
 from torl.rollout.observation import STYLES, extract_code, format_observation, wrap_observation
 from torl.rollout.result import RolloutResult, ToolCall
 from torl.rollout.templates import TEMPLATES, PromptTemplate, build_prompt, get_template

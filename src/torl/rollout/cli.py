@@ -12,7 +12,7 @@ from torl.errors import UserInputError
 from torl.models.qwen25 import resolve_tokenizer_path
 from torl.rollout import RolloutConfig, get_template, make_backend
 from torl.rollout.config import BUDGETS, INTERPRETERS, build_rollout_config
-from torl.rollout.engine import run_rollouts
+from torl.rollout.loop import run_rollouts
 from torl.rollout.observation import STYLES
 from torl.rollout.seeds import derive_seed
 from torl.rollout.transcript import render

@@ -32,7 +32,7 @@ class RolloutConfig:
         python block, as the reference does).
     obs_max_chars, obs_head_chars, obs_tail_chars: "torl" style truncation (head + "..." + tail).
     exec_timeout, exec_memory_mb: per execution, passed to the sandbox.
-    tool_grace_s: how long past exec_timeout the engine waits for a sandbox answer before recording a timeout.
+    tool_grace_s: how long past exec_timeout the loop waits for a sandbox answer before recording a timeout.
     max_concurrent_tool_calls: executions in flight at once (None: the sandbox's `max_concurrency`).
     interpreter: "stateless" (the paper's, default: each block runs in a fresh interpreter) or "session" (each
         sample owns one interpreter session for its lifetime, so a block sees the variables, imports and

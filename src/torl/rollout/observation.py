@@ -89,7 +89,7 @@ def wrap_observation(obs: str) -> str:
 
 
 def inserted_text(round_text: str, obs: str, *, stop: str = OUTPUT_MARKER) -> str:
-    """What the engine appends after a round that ended with `stop`: the rest of `wrap_observation(obs)` after
+    """What the loop appends after a round that ended with `stop`: the rest of `wrap_observation(obs)` after
     the marker the model wrote, minus any characters its last token already wrote past the marker (a stop that
     ended inside a token, e.g. a token "put\\n")."""
     block = wrap_observation(obs)

@@ -1,4 +1,4 @@
-"""Token/text helpers shared by the engine and the backends. One convention everywhere:
+"""Token/text helpers shared by the rollout loop and the backends. One convention everywhere:
 
 - model text is `decode(ids)` with special tokens skipped and no clean-up of spaces;
 - inserted text (observations) is tokenised on its own, without special tokens, and a literal "<|endoftext|>"

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from torl.rollout import RolloutConfig, RolloutResult, make_backend
 from torl.rollout.backends.transformers_backend import TransformersBackend
 from torl.rollout.devices import bind_device, resolve_device
-from torl.rollout.engine import arun_rollouts
+from torl.rollout.loop import arun_rollouts
 from torl.rollout.seeds import sample_seeds
 from torl.train.recorder import StepRecorder
 from torl.train.vllm_sync import server_generation_barrier

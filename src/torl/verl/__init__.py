@@ -1,6 +1,6 @@
 """TORL on veRL (pinned: verl 0.9.1, whose agent-loop API moves between releases), without a fork.
 
-- `agent_loop.TorlTIRAgentLoop` ("torl_tir"): torl's rollout engine (`torl.rollout.arun_rollouts`, the code of
+- `agent_loop.TorlTIRAgentLoop` ("torl_tir"): torl's rollout loop (`torl.rollout.arun_rollouts`, the code of
   `torl train`/`torl eval`) as a veRL agent loop, over veRL's inference-server handle (`backend.py`).
   Registered through `agent_loop.yaml` (`actor_rollout_ref.rollout.agent.agent_loop_config_path`).
 - `reward.compute_score`: torl's grader as veRL's `reward.custom_reward_function`.

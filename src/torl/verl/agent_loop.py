@@ -1,4 +1,4 @@
-"""The `torl_tir` veRL agent loop: torl's tool-integrated rollout engine, one veRL sample per instance.
+"""The `torl_tir` veRL agent loop: torl's tool-integrated rollout loop, one veRL sample per instance.
 
 veRL (0.9.1) builds one instance per sample and awaits `run(sampling_params, **dataset_columns)`. The loop here
 is `torl.rollout.arun_rollouts` itself (the code behind `torl train` and `torl eval`): generate with the stop

@@ -55,7 +55,7 @@ class Generation:
 
 
 class Backend(abc.ABC):
-    """A text generator the rollout engine drives. `tokenizer` is a transformers tokenizer of the model.
+    """A text generator the rollout loop drives. `tokenizer` is a transformers tokenizer of the model.
 
     `agenerate` may be called for many requests at once; a backend serves them concurrently (a server with
     continuous batching) or groups them into batches (`BatchingBackend`).

@@ -145,8 +145,10 @@ class VLLMBackend(BatchingBackend):
             seed=r.seed, output_kind=RequestOutputKind.FINAL_ONLY,
         )
 
-    def to_generation(self, completion, request: GenerationRequest) -> Generation:
-        gen = to_generation(completion, request)
+    def generation_from(self, completion, request: GenerationRequest) -> Generation:
+        """This backend's Generation of a vLLM completion: NaN log-probs where vLLM's raw ones are not the
+        distribution sampled from (temperature or top-p applied)."""
+        gen = completion_to_generation(completion, request)
         tempered = request.temperature not in (0.0, 1.0) or request.top_p < 1
         if self.logprobs_mode == "raw_logprobs" and tempered:  # not the distribution sampled from
             gen.logprobs = [math.nan] * len(gen.logprobs)
@@ -231,7 +233,7 @@ class VLLMBackend(BatchingBackend):
                     if out.finished and out.request_id in self._waiting:
                         request, future = self._waiting.pop(out.request_id)
                         try:
-                            result = self.to_generation(out.outputs[0], request)
+                            result = self.generation_from(out.outputs[0], request)
                         except Exception as e:  # noqa: BLE001
                             result = e
                         _resolve(future, result)
@@ -280,7 +282,7 @@ class VLLMBackend(BatchingBackend):
                 [self.sampling_params(r) for r in requests],
                 use_tqdm=False,
             )
-        return [self.to_generation(out.outputs[0], r) for out, r in zip(outputs, requests, strict=True)]
+        return [self.generation_from(out.outputs[0], r) for out, r in zip(outputs, requests, strict=True)]
 
     def close(self) -> None:
         """Stop the engine thread (failing any request still in flight). An LLM built here is shut down; one
@@ -299,7 +301,7 @@ class VLLMBackend(BatchingBackend):
             self.llm = self.engine = None
 
 
-def to_generation(completion, request: GenerationRequest) -> Generation:
+def completion_to_generation(completion, request: GenerationRequest) -> Generation:
     """A vLLM `CompletionOutput` → Generation. vLLM says finish_reason "stop" for both EOS (stop_reason None or
     the EOS token id) and a stop string (stop_reason the string); "length" for the budget or the model length."""
     ids = [int(t) for t in completion.token_ids]

@@ -8,7 +8,7 @@ import pytest
 
 from torl.rollout import RolloutConfig, build_prompt, run_rollouts
 from torl.rollout.backends.replay import ReplayBackend
-from torl.rollout.engine import arun_rollouts
+from torl.rollout.loop import arun_rollouts
 from torl.rollout.observation import REFERENCE_TIMEOUT_TEXT
 from torl.rollout.tokens import decode, encode_plain
 from torl.sandbox import ExecResult, Sandbox
@@ -233,7 +233,7 @@ def test_backend_errors_propagate(tokenizer, local_sandbox):
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"max_tool_calls": -1}, "max_tool_calls"), ({"max_response_tokens": 0}, "max_response_tokens"),
     ({"observation_style": "pretty"}, "observation_style"), ({"top_p": 0}, "top_p"),
-    ({"stop": ""}, "stop"), ({"obs_max_chars": 10}, "truncation"),
+    ({"stop": ""}, "stop"), ({"obs_max_chars": 10}, "obs_head_chars \\+ obs_tail_chars must be <= obs_max_chars"),
 ])
 def test_config_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
