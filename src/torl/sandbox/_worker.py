@@ -198,6 +198,31 @@ class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
+def set_limits(cfg: dict, memory_mb, cgroups) -> None:
+    """The rlimits every snippet process gets (address space, file size, open files, no core dumps), and its
+    move into `cgroups` (their limits then hold for all its processes together)."""
+    mem = int(memory_mb or cfg["memory_mb"]) * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (cfg["file_size_mb"] << 20, cfg["file_size_mb"] << 20))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (cfg["open_files"], cfg["open_files"]))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    for cgroup in cgroups:
+        with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+            f.write("0")
+
+
+def drop_privileges(cfg: dict) -> None:
+    """Become the dedicated unprivileged uid (with a process cap), or else drop every capability."""
+    uid = cfg.get("run_as_uid")
+    if uid is not None:
+        resource.setrlimit(resource.RLIMIT_NPROC, (cfg["max_processes"], cfg["max_processes"]))
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    elif cfg.get("drop_caps"):
+        drop_capabilities()
+
+
 def drop_capabilities() -> None:
     """Empty the bounding, ambient, effective, permitted and inheritable capability sets (uid 0 stays uid 0
     but loses every privilege: no DAC override, no kill of others, no mount, no raising of rlimits)."""
@@ -288,29 +313,16 @@ def _child(cfg: dict, req: dict, jobdir: str, fds: tuple[int, ...], bpf: bytes |
         os.environ.clear()
         os.environ.update(env)
         timeout = float(req["timeout"])
-        mem = int(req.get("memory_mb") or cfg["memory_mb"]) * 1024 * 1024
         cpu = int(timeout) + 1
-        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (cfg["file_size_mb"] << 20, cfg["file_size_mb"] << 20))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (cfg["open_files"], cfg["open_files"]))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        for cgroup in cfg.get("cgroups", ()):  # pids.max stops fork bombs; memory covers all processes
-            with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
-                f.write("0")
+        # pids.max stops fork bombs; memory covers all processes
+        set_limits(cfg, req.get("memory_mb"), cfg.get("cgroups", ()))
         files, fetch = req.get("files") or {}, req.get("fetch_files") or []
         outside = outside_paths(jobdir, [*files, *fetch])
         writable = [jobdir]
         if outside and layers is not None:  # absolute paths: private, writable copies of their directories
             writable += private_view(outside, layers, cfg["job_root"], cfg["read_paths"])
-        uid = cfg.get("run_as_uid")
-        if uid is not None:
-            resource.setrlimit(resource.RLIMIT_NPROC, (cfg["max_processes"], cfg["max_processes"]))
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-        elif cfg.get("drop_caps"):
-            drop_capabilities()
+        drop_privileges(cfg)
         if cfg.get("landlock_abi"):
             landlock_restrict(cfg["landlock_abi"], cfg["read_paths"], writable, ["/dev/null"])
         if bpf:
@@ -1082,22 +1094,9 @@ def _session_child(cfg: dict, req: dict, member: str, fds: tuple[int, int, int],
         os.chdir(work)
         os.environ.clear()
         os.environ.update(dict(cfg["env"], HOME=work, TMPDIR=work, PWD=work))
-        mem = int(req.get("memory_mb") or cfg["memory_mb"]) * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))  # the parent re-arms AS and CPU before each call
-        resource.setrlimit(resource.RLIMIT_FSIZE, (cfg["file_size_mb"] << 20, cfg["file_size_mb"] << 20))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (cfg["open_files"], cfg["open_files"]))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        for cgroup in req.get("cgroups") or ():  # the session's own pids and memory cgroups
-            with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
-                f.write("0")
-        uid = cfg.get("run_as_uid")
-        if uid is not None:
-            resource.setrlimit(resource.RLIMIT_NPROC, (cfg["max_processes"], cfg["max_processes"]))
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-        elif cfg.get("drop_caps"):
-            drop_capabilities()
+        # the parent re-arms AS and CPU before each call; the session's own pids and memory cgroups
+        set_limits(cfg, req.get("memory_mb"), req.get("cgroups") or ())
+        drop_privileges(cfg)
         _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # what a snippet leaves behind stays in this tree
         if cfg.get("landlock_abi"):
             landlock_restrict(cfg["landlock_abi"], cfg["read_paths"], _member_dirs(member), ["/dev/null"])

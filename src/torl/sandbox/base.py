@@ -89,6 +89,17 @@ class Session(abc.ABC):
         self.close()
 
 
+def check_call(code, timeout, memory_mb) -> None:
+    """The arguments every run call checks before anything runs: a string of code, a positive timeout and,
+    when given, a positive memory limit."""
+    if not isinstance(code, str):
+        raise TypeError(f"code must be str, got {type(code).__name__}")
+    if not timeout or timeout <= 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+    if memory_mb is not None and memory_mb <= 0:
+        raise ValueError(f"memory_mb must be > 0, got {memory_mb}")
+
+
 def lost_result(why: str) -> ExecResult:
     """What a call to a session that was lost earlier returns."""
     return ExecResult("error", stderr=f"SessionLost: the interpreter session was lost earlier ({why}); its "

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from torl.sandbox.base import ExecResult, Sandbox, SessionError
+from torl.sandbox.base import ExecResult, Sandbox, SessionError, check_call
 from torl.sandbox.isolation import IsolationPlan, detect, read_only_paths
 from torl.sandbox.sessions import LocalSession, SessionManager
 
@@ -375,12 +375,7 @@ class LocalSandbox(Sandbox):
             one that exists to its base64 content.
         output_cap: bytes kept per stream for this call (default: the pool's `output_cap`).
         """
-        if not isinstance(code, str):
-            raise TypeError(f"code must be str, got {type(code).__name__}")
-        if not timeout or timeout <= 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
-        if memory_mb is not None and memory_mb <= 0:
-            raise ValueError(f"memory_mb must be > 0, got {memory_mb}")
+        check_call(code, timeout, memory_mb)
         if output_cap is not None and output_cap <= 0:
             raise ValueError(f"output_cap must be > 0 bytes, got {output_cap}")
         if self._closed:

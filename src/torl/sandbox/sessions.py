@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from torl.sandbox._worker import Capture
-from torl.sandbox.base import ExecResult, Session, SessionError, lost_result
+from torl.sandbox.base import ExecResult, Session, SessionError, check_call, lost_result
 
 log = logging.getLogger(__name__)
 
@@ -337,12 +337,7 @@ class LocalSession(Session):
     # -- calls -------------------------------------------------------------------------------------------------
     def run(self, code: str, *, timeout: float = 10.0, memory_mb: int | None = None,
             stdin: str | None = None) -> ExecResult:
-        if not isinstance(code, str):
-            raise TypeError(f"code must be str, got {type(code).__name__}")
-        if not timeout or timeout <= 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
-        if memory_mb is not None and memory_mb <= 0:
-            raise ValueError(f"memory_mb must be > 0, got {memory_mb}")
+        check_call(code, timeout, memory_mb)
         with self.lock:
             if self.closed and self.lost is None:
                 raise SessionError("the session is closed")
