@@ -41,6 +41,7 @@ def _limit_resources(memory_mb: int) -> None:
 
 
 def _handlers():
+    # imported here, in the worker process only: math-verify and sympy stay out of the parent
     from torl.reward.normalize import NormalizedAnswer
     from torl.reward.reference import reference_equal
     from torl.reward.symbolic import symbolic_can_parse, symbolic_equal

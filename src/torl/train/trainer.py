@@ -26,6 +26,7 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
+import torl
 from torl.errors import UserInputError
 from torl.sandbox import make_sandbox
 from torl.train.callbacks import TIRStepCallback
@@ -42,6 +43,7 @@ from torl.train.rundir import (
     record_start,
     tied_missing_keys,
 )
+from torl.train.tiny_model import build_tiny_model
 from torl.train.validation import Validator, validation_rollout_config
 from torl.train.vllm_sync import colocated_engine_dtype, install_cpu_weight_sync
 
@@ -327,8 +329,6 @@ def resolve_model_path(cfg: TorlTrainConfig) -> str:
     if cfg.model.path != TINY_MODEL:
         return cfg.model.path
 
-    from torl.train.tiny_model import build_tiny_model
-
     key = hashlib.sha256(json.dumps(cfg.model.tiny, sort_keys=True).encode()).hexdigest()[:12]
     root = Path(cfg.model.tiny_cache or Path.home() / ".cache" / "torl" / "tiny_model").expanduser()
     out = root / key
@@ -482,8 +482,6 @@ def _versions() -> dict:
     import accelerate
     import transformers
     import trl
-
-    import torl
 
     return {"torl": torl.__version__, "trl": trl.__version__, "transformers": transformers.__version__,
             "accelerate": accelerate.__version__, "torch": torch.__version__,

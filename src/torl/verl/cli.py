@@ -7,7 +7,11 @@ import os
 import subprocess
 import sys
 
+from torl.errors import UserInputError
+from torl.verl.config import LoopSettings
+from torl.verl.failures import SandboxUnavailable
 from torl.verl.recipe import format_command, load_recipe
+from torl.verl.sandbox import NodeSandbox
 
 EXAMPLES = """examples:
   torl verl train configs/verl/torl_1.5b.yaml --dry-run
@@ -53,11 +57,6 @@ def _train(args) -> int:
 def check_head_sandbox(recipe) -> None:
     """Before launching: the sandbox server named by torl.sandbox must run code on this (the head) node; every
     other node's is checked by its first agent-loop worker (a config error that stops the run)."""
-    from torl.errors import UserInputError
-    from torl.verl.config import LoopSettings
-    from torl.verl.failures import SandboxUnavailable
-    from torl.verl.sandbox import NodeSandbox
-
     spec = LoopSettings.from_mapping(recipe.torl).sandbox
     if spec == "local":
         return
