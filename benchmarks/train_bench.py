@@ -110,11 +110,11 @@ def bench_trl_native(run_dir: Path, steps: int, tiny_train_steps: int) -> dict:
 
     from torl.train.data import read_train_problems, render_prompts
     from torl.train.rewards import TIRReward
-    from torl.train.trainer import build_grpo_config, load_tokenizer, resolve_model_path
+    from torl.train.trainer import build_grpo_config, load_policy_tokenizer, resolve_model_path
 
     cfg = _tiny_config(run_dir, steps, tiny_train_steps, [])
     path = resolve_model_path(cfg)
-    tok = load_tokenizer(path)
+    tok = load_policy_tokenizer(path)
     rows = render_prompts(read_train_problems(cfg.data.train_files), tok, template=cfg.data.template,
                           max_prompt_tokens=cfg.data.max_prompt_tokens).rows
     args = build_grpo_config(cfg, 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from torl.demo.model import DemoModelConfig, build_model, load_tokenizer
+from torl.demo.model import DemoModelConfig, build_model, load_demo_tokenizer
 from torl.demo.warmstart import WarmStartConfig, build_corpus, corpus_texts, encode_example, warm_start
 from torl.rollout import RolloutConfig, build_prompt, make_backend, run_rollouts
 
@@ -36,7 +36,7 @@ def test_corpus_mixes_both_styles_in_the_torl_prompt(corpus):
 def test_tokens_are_exactly_what_the_rollout_engine_builds(model_dir, corpus, local_sandbox):
     """Replay each tool solution's model text through torl.rollout with the real sandbox: the engine's
     prompt + completion ids equal the warm-start ids, and its loss mask equals the warm-start labels."""
-    tok = load_tokenizer(model_dir)
+    tok = load_demo_tokenizer(model_dir)
     examples = [e for e in corpus if e.style == "tool"][:6] + [e for e in corpus if e.style == "nl"][:2]
     scripts = [[text for text, by_model in e.parts if by_model] for e in examples]
     backend = make_backend("replay", tok, scripts=scripts)
@@ -54,7 +54,7 @@ def test_tokens_are_exactly_what_the_rollout_engine_builds(model_dir, corpus, lo
 
 
 def test_loss_covers_model_text_and_eos_only(model_dir, corpus):
-    tok = load_tokenizer(model_dir)
+    tok = load_demo_tokenizer(model_dir)
     e = next(e for e in corpus if e.style == "tool")
     ids, labels = encode_example(tok, e)
     trained = tok.decode([t for t, lab in zip(ids, labels, strict=True) if lab != -100])
@@ -69,7 +69,7 @@ def test_warm_start_lowers_the_loss(model_dir, corpus):
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    tok = load_tokenizer(model_dir)
+    tok = load_demo_tokenizer(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     result = warm_start(model, tok, corpus, WarmStartConfig(steps=60, batch_size=8, lr=1e-2, warmup_steps=3),
                         progress=False)
