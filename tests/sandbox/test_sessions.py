@@ -112,6 +112,17 @@ def test_memory_limit_per_call(pool):
         assert s.run("print(x)", memory_mb=200).stdout == "5\n"  # a MemoryError is an error the interpreter survives
 
 
+def test_a_limit_below_the_interpreters_size_fails_that_call_only(pool):
+    # 16 MiB is far below what an interpreter with numpy and sympy loaded already maps: the next request must
+    # still be read, and the call answered as out of memory, not the session lost
+    with pool.session() as s:
+        assert s.run("x = 5").ok
+        for _ in range(3):
+            r = s.run("y = [0] * 10**6", memory_mb=16)
+            assert r.status == "error" and "MemoryError" in r.stderr and "out of memory" in r.reason, r
+        assert s.run("print(x)").stdout == "5\n"
+
+
 def test_memory_cgroup_kill_ends_the_session(pool):
     """The memory limit covers all processes of the session: a child holding 150 MB and the interpreter taking
     260 MB exceed 400 MB together (each alone is within its RLIMIT_AS), and the kernel kills the interpreter (the

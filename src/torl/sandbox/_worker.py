@@ -928,14 +928,17 @@ class _LineReader:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.buf = b""
+        # read into a buffer allocated now: a session reads its next request under the last call's address-space
+        # limit, where a fresh 1 MiB read buffer (an mmap) would already fail
+        self.chunk = bytearray(1 << 16)
 
     def readline(self) -> bytes | None:
         """The next line without its newline; None at EOF."""
         while b"\n" not in self.buf:
-            chunk = os.read(self.fd, 1 << 20)
-            if not chunk:
+            n = os.readv(self.fd, [self.chunk])
+            if not n:
                 return None
-            self.buf += chunk
+            self.buf += self.chunk[:n]
         line, self.buf = self.buf.split(b"\n", 1)
         return line
 
@@ -1136,6 +1139,9 @@ def _session_loop(cfg: dict, member: str, main) -> None:
     write, loads, read, fork_session = os.write, json.loads, _LineReader(3).readline, _fork_session
     _send(3, {"ready": True, "pid": os.getpid()})
     calls = 0
+    # built now: with the address space at its limit, even formatting a message can fail
+    no_memory = b"MemoryError: the call's memory limit is below what the session's interpreter already uses\n"
+    done_error = b'{"done": true, "exit_code": 1}\n'
     forks: dict[int, float] = {}  # sessions forked from this one: reaped late (see SESSION_ZOMBIE_S)
     while True:
         line = read()
@@ -1151,8 +1157,12 @@ def _session_loop(cfg: dict, member: str, main) -> None:
                 forks.clear()
             continue
         calls += 1
-        code = _session_call(req, os.path.join(member, "c"), calls, main, threading)
-        done = memoryview(b'{"done": true, "exit_code": %d}\n' % int(code))  # no json: a snippet may patch it
+        try:
+            code = _session_call(req, os.path.join(member, "c"), calls, main, threading)
+            done = memoryview(b'{"done": true, "exit_code": %d}\n' % int(code))  # no json: a snippet may patch it
+        except MemoryError:  # before the snippet ran: the call's limit is below what this interpreter holds
+            write(2, no_memory)
+            done = memoryview(done_error)
         while done:
             done = done[write(3, done):]
 
