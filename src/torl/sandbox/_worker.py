@@ -366,20 +366,26 @@ def _child(cfg: dict, req: dict, jobdir: str, fds: tuple[int, ...], bpf: bytes |
         os._exit(code)
 
 
+def _exec_source(source: str, path: str, main) -> int:
+    """Execute `source` as the file `path` in `main`'s globals; its exit code, errors reported as the
+    interpreter reports them."""
+    try:
+        exec(compile(source, path, "exec"), main.__dict__)  # noqa: S102 - this is the sandbox
+    except SystemExit as e:
+        return _exit_code(e)
+    except BaseException as e:  # report like the interpreter does, without this frame
+        tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
+        sys.__excepthook__(type(e), e.with_traceback(tb), tb)  # C-level: fast even for 10^6 frames
+        return 1
+    return 0
+
+
 def _run_snippet(source: str, path: str, main) -> int:
     """Run the snippet as the interpreter runs a script; returns its exit code."""
     import atexit
     import threading
 
-    code = 0
-    try:
-        exec(compile(source, path, "exec"), main.__dict__)  # noqa: S102 - this is the sandbox
-    except SystemExit as e:
-        code = _exit_code(e)
-    except BaseException as e:  # report like the interpreter does, without this frame
-        tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
-        sys.__excepthook__(type(e), e.with_traceback(tb), tb)  # C-level: fast even for 10^6 frames
-        code = 1
+    code = _exec_source(source, path, main)
     try:
         threading._shutdown()  # join non-daemon threads, as the interpreter does at exit
         atexit._run_exitfuncs()
@@ -1201,15 +1207,7 @@ def _session_call(req: dict, cells: str, n: int, main, threading) -> int:
     sys.argv = [path]
     main.__dict__["__file__"] = path
     before = set(threading.enumerate())
-    code = 0
-    try:
-        exec(compile(source, path, "exec"), main.__dict__)  # noqa: S102 - this is the sandbox
-    except SystemExit as e:
-        code = _exit_code(e)
-    except BaseException as e:  # report like the interpreter does, without this frame
-        tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
-        sys.__excepthook__(type(e), e.with_traceback(tb), tb)
-        code = 1
+    code = _exec_source(source, path, main)
     for t in set(threading.enumerate()) - before:  # as at interpreter exit: non-daemon threads are joined
         if not t.daemon and t is not threading.current_thread():
             t.join()
