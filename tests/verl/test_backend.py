@@ -81,3 +81,34 @@ def test_logprobs_for_veRL():
     res.logprobs = [-0.1, 0.0, math.nan]  # a model token without its logprob (a restored stop text)
     with pytest.raises(RuntimeError, match="without a logprob"):
         response_logprobs(res, requested=True)
+
+
+class _ScriptedServer:
+    """Answers each request with the next scripted (token ids, stop_reason), as veRL's server would."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.prompts = []
+
+    async def generate(self, request_id, *, prompt_ids, sampling_params, **kwargs):
+        from verl.workers.rollout.replica import TokenOutput
+
+        self.prompts.append(list(prompt_ids))
+        ids, reason = self.answers.pop(0)
+        return TokenOutput(token_ids=ids, log_probs=[-0.25] * len(ids), stop_reason=reason, extra_fields={})
+
+
+def test_a_round_resumed_inside_the_stop_marker_ends_at_the_marker(tokenizer):
+    # aborted right after "```": the resumed request's server only looks for the stop in its new text, so it
+    # samples on past "```output" (here: a made-up observation and an answer); none of that may reach the sample
+    head = tokenizer.encode("print(6*7)\n```\n```", add_special_tokens=False)
+    tail = tokenizer.encode("output\n42\n```\nSo \\boxed{42}.", add_special_tokens=False) + [tokenizer.eos_token_id]
+    server = _ScriptedServer([(head, "aborted"), (tail, "completed")])
+    backend = VerlServerBackend(server, tokenizer, request_id="rid", eos_ids=[tokenizer.eos_token_id],
+                                resume_delay_s=0.0)
+    gen = asyncio.run(backend.agenerate(GenerationRequest([1, 2], 64, ("```output",), 1.0, 1.0)))
+    text = tokenizer.decode(gen.token_ids)
+    assert gen.finish_reason == "stop" and gen.stop_text == "```output"
+    assert "```output" in text and "42" not in text.split("```output", 1)[1] and "boxed" not in text
+    assert gen.token_ids == (head + tail)[: len(gen.token_ids)] and len(gen.logprobs) == len(gen.token_ids)
+    assert server.prompts[1] == [1, 2, *head] and backend.aborts == 1

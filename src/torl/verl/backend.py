@@ -101,6 +101,10 @@ class VerlServerBackend(Backend):
             ids += new
             text = decode(self.tokenizer, ids, skip_special_tokens=False)
             finish, stop_text = finish_reason(text, ids, request.stop, self.eos_ids)
+            if finish == "stop" and not text.endswith(stop_text):
+                # a round resumed after an abort inside the marker: the server only looked for the stop in the
+                # new text, so it sampled on past it. What follows the marker is not the model's to write.
+                ids, logprobs = cut_after_stop(self.tokenizer, ids, logprobs, stop_text)
             if out.stop_reason not in ABORTED or finish != "length" or len(ids) >= request.max_new_tokens:
                 return Generation(ids, logprobs, finish, stop_text,
                                   info={"stop_reason": out.stop_reason, "aborts": self.aborts})
@@ -119,6 +123,19 @@ class VerlServerBackend(Backend):
             value = extra_fields.get(key)
             if value is not None:
                 self.global_steps.append(int(value))
+
+
+def cut_after_stop(tokenizer, ids: list[int], logprobs: list[float], stop: str) -> tuple[list[int], list[float]]:
+    """The shortest prefix of `ids` (and its log-probs) whose text contains `stop` (binary search: containing it
+    only grows with the prefix)."""
+    lo, hi = 1, len(ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if stop in decode(tokenizer, ids[:mid], skip_special_tokens=False):
+            hi = mid
+        else:
+            lo = mid + 1
+    return ids[:lo], logprobs[:lo]
 
 
 def finish_reason(text: str, ids: list[int], stops: Iterable[str], eos_ids: frozenset[int]
