@@ -88,7 +88,7 @@ class TorlTIRAgentLoop(AgentLoopBase):
         self.response_length = int(self.rollout_config.response_length)
         model_path = str(self.config.actor_rollout_ref.model.path)
         self.eos_ids = eos_token_ids(self.tokenizer, _generation_eos(model_path))
-        self.use_v1 = bool(self.config.trainer.get("use_v1", False))
+        self.use_v1 = bool(self.config.trainer.get("use_v1", True))  # veRL 0.9.1's default
 
     async def run(self, sampling_params: dict[str, Any], **kwargs) -> AgentLoopOutput:
         """One sample; a failure is recorded (v1) and raised as SampleFailed naming the sample."""
