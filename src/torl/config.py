@@ -123,9 +123,12 @@ def from_dict(cls, data: Any, *, where: str = "", lines: dict[str, int] | None =
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as e:
-        # "top_p must be in (0, 1]": a message that starts with a field's name is about that key
-        first = str(e).split(" ", 1)[0]
-        key = f"{prefix}{first}" if first in names else prefix.rstrip(".")
+        # "top_p must be in (0, 1]" is about top_p; a rule across fields ("a + b must be <= c") is about the one
+        # of them the user set last: an override, else a key of this section, else the first one named
+        named = [n for n in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", str(e)) if n in names]
+        chosen = next((n for n in named if f"{prefix}{n}" in overridden), None)
+        chosen = chosen or next((n for n in named if n in data), None) or (named[0] if named else None)
+        key = f"{prefix}{chosen}" if chosen else prefix.rstrip(".")
         raise config_error(where, lines, key, str(e), overridden) from None
 
 

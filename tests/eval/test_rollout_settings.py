@@ -122,7 +122,8 @@ def test_bad_rollout_settings_name_the_key(tmp_path, settings_of, train_run, cap
                                           "'lots'"),
         (["rollout.obs_head_chars=300"], "command-line override rollout.obs_head_chars: obs_head_chars + "
                                          "obs_tail_chars must be <= obs_max_chars (each >= 0), got 300 + 128 and 256"),
-        (["rollout.obs_max_chars=200"], "command line: rollout.obs_head_chars: obs_head_chars + obs_tail_chars"),
+        (["rollout.obs_max_chars=200"], "command-line override rollout.obs_max_chars: obs_head_chars + "
+                                        "obs_tail_chars"),
         (["--top-p", "0"], "command-line override rollout.top_p: top_p must be in (0, 1], got 0.0"),
         (["optim.lr=1"], "override 'optim.lr=1': expected rollout.KEY=VALUE (KEY one of max_tool_calls,"),
         (["--rollout-from", str(tmp_path)], "is not a `torl train` run directory"),
