@@ -3,6 +3,7 @@ the names of earlier ones, each sample owns one session that ends with the sampl
 masks, observations and token ids are exactly those of stateless mode."""
 
 import asyncio
+import time
 
 import pytest
 
@@ -11,7 +12,8 @@ from torl.rollout import RolloutConfig, build_prompt, run_rollouts
 from torl.rollout.backends.replay import ReplayBackend
 from torl.rollout.config import build_rollout_config
 from torl.rollout.loop import arun_rollouts
-from torl.sandbox import ExecResult, Sandbox
+from torl.sandbox import ExecResult, LocalSandbox, Sandbox
+from torl.sandbox.base import SessionError
 from torl.verl.config import LoopSettings
 
 from .conftest import check_invariants
@@ -99,14 +101,78 @@ def test_sessions_end_when_a_sample_is_cancelled(tokenizer, local_sandbox):
     assert live_sessions(local_sandbox) == 0
 
 
-def test_a_sandbox_without_sessions_is_a_clear_sandbox_error(tokenizer):
+def test_a_sandbox_without_sessions_fails_the_rollout_with_a_clear_error(tokenizer):
+    """Not a sandbox_error observation per call (the run would go on, training on nothing but failed calls): the
+    rollout stops and says which setting to change."""
     class Plain(Sandbox):
         def run(self, code, *, timeout=10.0, memory_mb=None, stdin=None):
             return ExecResult("ok", stdout="1\n")
 
-    (r,) = roll(tokenizer, Plain(), [C3[:1] + C3[3:]], max_tool_calls=1, interpreter="session")
-    result = r.tool_calls[0].result
-    assert result.status == "sandbox_error" and "cannot hold interpreter sessions" in result.reason
+    with pytest.raises(SessionError, match="cannot hold interpreter sessions") as e:
+        roll(tokenizer, Plain(), [C3[:1] + C3[3:]], max_tool_calls=1, interpreter="session")
+    assert "rollout.interpreter=session" in str(e.value) and "stateless" in str(e.value)
+
+
+def test_the_session_cap_fails_the_rollout_and_names_max_sessions(tokenizer):
+    with LocalSandbox(pool_size=1, max_sessions=1) as sandbox:
+        with pytest.raises(SessionError, match="at most 1 sessions") as e:
+            roll(tokenizer, sandbox, [C3, C3], max_tool_calls=3, interpreter="session")
+        assert "rollout.interpreter=session" in str(e.value)
+        assert "max_sessions" in str(e.value) and "torl sandbox serve --max-sessions" in str(e.value)
+        assert live_sessions(sandbox) == 0  # the sample that got the one session closed it
+
+
+def test_opening_the_session_is_inside_the_time_bound(tokenizer):
+    """A session that takes longer to open than exec_timeout + tool_grace_s is a timeout (and the sample's later
+    calls are told the session is lost); the session, once opened, is closed."""
+    opened = []
+
+    class SlowToOpen(LocalSandbox):
+        def session(self, *, memory_mb=None):
+            time.sleep(3.0)
+            opened.append(super().session(memory_mb=memory_mb))
+            return opened[-1]
+
+    script = ["```python\nx = 1\n```\n```output", "\nAgain\n```python\nprint(x)\n```\n```output", "\n\\boxed{1}"]
+    async def main(sandbox):
+        start = time.monotonic()
+        (r,) = await arun_rollouts([PROMPT], backend=ReplayBackend(tokenizer, [script]), sandbox=sandbox,
+                                   config=RolloutConfig(max_tool_calls=2, interpreter="session", exec_timeout=0.5,
+                                                        tool_grace_s=0.5))
+        assert time.monotonic() - start < 2.5
+        first, second = r.tool_calls
+        assert first.result.status == "timeout" and "within 1 s" in first.result.reason
+        assert second.result.extra.get("session_lost")
+        deadline = time.monotonic() + 20
+        while not (opened and opened[0].closed) and time.monotonic() < deadline:  # the late session is closed
+            await asyncio.sleep(0.05)
+        assert len(opened) == 1 and opened[0].closed and live_sessions(sandbox) == 0
+
+    with SlowToOpen(pool_size=1) as sandbox:
+        asyncio.run(main(sandbox))
+
+
+def test_a_stuck_session_close_does_not_hold_up_the_batch(tokenizer):
+    opened = []
+
+    class StuckClose(LocalSandbox):
+        def session(self, *, memory_mb=None):
+            session = super().session(memory_mb=memory_mb)
+            opened.append(session)
+
+            async def never():
+                await asyncio.Event().wait()
+
+            session.aclose = never
+            return session
+
+    with StuckClose(pool_size=1) as sandbox:
+        start = time.monotonic()
+        (r,) = roll(tokenizer, sandbox, [C3], max_tool_calls=3, interpreter="session", tool_grace_s=1.0)
+        assert time.monotonic() - start < 10
+        assert [tc.observation for tc in r.tool_calls] == ["12", "144", "145 12"]
+        assert len(opened) == 1
+        opened[0].close()
 
 
 def test_interpreter_is_validated():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -25,7 +26,7 @@ from torl.rollout.observation import extract_code, format_observation, inserted_
 from torl.rollout.result import RolloutResult, ToolCall
 from torl.rollout.seeds import derive_seed
 from torl.rollout.tokens import decode, encode_plain, encode_prompt, joined_text
-from torl.sandbox.base import ExecResult, Sandbox, Session, lost_result
+from torl.sandbox.base import ExecResult, Sandbox, Session, SessionError, lost_result
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,12 @@ class _Loop:
             return await self._sample(index, prompt, seed, state)
         finally:
             if state.session is not None:
-                try:
-                    await state.session.aclose()
+                grace = self.config.tool_grace_s
+                try:  # bounded: a close that hangs must not hold up the rest of the batch
+                    await asyncio.wait_for(state.session.aclose(), grace)
+                except TimeoutError:
+                    log.warning("closing the interpreter session took over %g s (tool_grace_s); left to the "
+                                "sandbox (it ends idle sessions itself)", grace)
                 except Exception as e:  # noqa: BLE001 - closing must not replace the sample's own outcome
                     log.warning("closing the interpreter session failed: %s: %s", type(e).__name__, e)
 
@@ -187,30 +192,57 @@ class _Loop:
         return index, res
 
     async def execute(self, code: str, state: _SampleState | None = None) -> ExecResult:
-        """Run one snippet (in the sample's session when `interpreter` is "session"); never raises: a failing or
-        silent sandbox becomes a sandbox_error/timeout result."""
+        """Run one snippet (in the sample's session when `interpreter` is "session"); a failing or silent sandbox
+        becomes a sandbox_error/timeout result. Raises SessionError when session mode cannot open the sample's
+        session (a sandbox without sessions, or its session cap reached): that is a setup error, not the code's."""
         cfg = self.config
         self.executions += 1
         state = state or _SampleState()
         if state.lost is not None:
             return lost_result(state.lost)
         async with self.gate:
-            try:
-                if cfg.interpreter == "session":
-                    if state.session is None:
-                        state.session = await self.sandbox.asession(memory_mb=cfg.exec_memory_mb)
-                    call = state.session.arun(code, timeout=cfg.exec_timeout, memory_mb=cfg.exec_memory_mb)
-                else:
-                    call = self.sandbox.arun(code, timeout=cfg.exec_timeout, memory_mb=cfg.exec_memory_mb)
-                return await asyncio.wait_for(call, cfg.exec_timeout + cfg.tool_grace_s)
+            try:  # opening the session and the call share one time bound
+                return await asyncio.wait_for(self._call(code, state), cfg.exec_timeout + cfg.tool_grace_s)
             except TimeoutError:
                 why = f"no answer from the sandbox within {cfg.exec_timeout + cfg.tool_grace_s:g} s"
-                if state.session is not None:
+                if cfg.interpreter == "session":
                     state.lost = why
                 return ExecResult("timeout", reason=why, duration_s=cfg.exec_timeout)
+            except SessionError:
+                raise
             except Exception as e:  # noqa: BLE001 - the sandbox's failure must not end the other samples
                 log.warning("sandbox call failed: %s: %s", type(e).__name__, e)
                 return ExecResult("sandbox_error", reason=f"{type(e).__name__}: {e}")
+
+    async def _call(self, code: str, state: _SampleState) -> ExecResult:
+        cfg = self.config
+        if cfg.interpreter != "session":
+            return await self.sandbox.arun(code, timeout=cfg.exec_timeout, memory_mb=cfg.exec_memory_mb)
+        if state.session is None:
+            state.session = await self._open_session()
+        try:
+            return await state.session.arun(code, timeout=cfg.exec_timeout, memory_mb=cfg.exec_memory_mb)
+        except SessionError as e:  # only a closed session raises; the sample's own is closed only at its end
+            return ExecResult("sandbox_error", reason=f"SessionError: {e}")
+
+    async def _open_session(self) -> Session:
+        """The sample's session; SessionError (with what to change) when the sandbox cannot open one. An open
+        given up on (time bound, cancellation) closes its session once it arrives."""
+        opening = asyncio.ensure_future(self.sandbox.asession(memory_mb=self.config.exec_memory_mb))
+        try:
+            return await asyncio.shield(opening)
+        except SessionError as e:
+            hints = []
+            if "max_sessions" in str(e):
+                hints.append("raise the session cap (LocalSandbox(max_sessions=...), `torl sandbox serve "
+                             "--max-sessions N`) to at least the samples rolled out at once")
+            if "stateless" not in str(e):
+                hints.append("use rollout.interpreter=stateless")
+            raise SessionError(f"rollout.interpreter=session: the sandbox could not open the sample's interpreter "
+                               f"session: {e}" + "".join(f"; {h}" for h in hints)) from e
+        except BaseException:
+            opening.add_done_callback(_close_late)
+            raise
 
 
 class _SampleState:
@@ -219,6 +251,14 @@ class _SampleState:
     def __init__(self) -> None:
         self.session: Session | None = None
         self.lost: str | None = None  # the session stopped answering: later calls say so without trying
+
+
+def _close_late(opening: asyncio.Future) -> None:
+    """Close a session whose opening finished after the sample stopped waiting for it (in a thread: a close
+    may block)."""
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    threading.Thread(target=opening.result().close, name="torl-session-close", daemon=True).start()
 
 
 def _missing_marker(text: str, marker: str) -> str:
