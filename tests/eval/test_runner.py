@@ -202,6 +202,43 @@ def test_resume_refuses_other_generation_settings(tmp_path, bench_file, scripted
     assert res["benchmarks"]["toy"]["n_samples"] == 2 and res["benchmarks"]["toy"]["accuracy"] == 0.5
 
 
+def test_resume_accepts_a_run_json_from_before_the_rollout_record(tmp_path, bench_file, scripted, local_sandbox):
+    """run.json once held the rollout settings as top-level keys (no "rollout"): a resume with the same settings
+    goes on; one with other settings is refused, naming the field."""
+    out = tmp_path / "run"
+    cfg = EvalConfig(benchmarks=[str(bench_file)], limit=2)
+    evaluate(cfg, backend=scripted(SCRIPTS).backend(), sandbox=local_sandbox, out_dir=out, progress=False)
+    run = json.loads((out / "run.json").read_text())
+    rollout = run.pop("rollout")
+    legacy = {**run, **{k: rollout[k] for k in ("max_tool_calls", "tool_call_budget", "max_response_tokens",
+                                                "temperature", "top_p", "observation_style", "exec_timeout")}}
+    (out / "run.json").write_text(json.dumps(legacy))
+    with pytest.raises(UserInputError, match=r"other settings \(rollout.max_response_tokens: 3072 -> 100\)"):
+        evaluate(EvalConfig(benchmarks=[str(bench_file)], limit=2, rollout=replace(eval_rollout(),
+                                                                                   max_response_tokens=100)),
+                 backend=scripted(SCRIPTS).backend(), sandbox=local_sandbox, out_dir=out, progress=False)
+    model = scripted(SCRIPTS)
+    res = evaluate(replace(cfg, limit=3), backend=model.backend(), sandbox=local_sandbox, out_dir=out,
+                   progress=False)
+    assert model.asked == ["What is one half?"] and res["benchmarks"]["toy"]["n_items"] == 3
+    assert json.loads((out / "run.json").read_text())["rollout"] == rollout  # rewritten in today's form
+
+
+def test_resume_ignores_max_concurrent_tool_calls_only(tmp_path, bench_file, scripted, local_sandbox):
+    out = tmp_path / "run"
+    evaluate(EvalConfig(benchmarks=[str(bench_file)], limit=1), backend=scripted(SCRIPTS).backend(),
+             sandbox=local_sandbox, out_dir=out, progress=False)
+    model = scripted(SCRIPTS)
+    res = evaluate(EvalConfig(benchmarks=[str(bench_file)], limit=2,
+                              rollout=replace(eval_rollout(), max_concurrent_tool_calls=1)),
+                   backend=model.backend(), sandbox=local_sandbox, out_dir=out, progress=False)
+    assert model.asked == ["What is 12 / 2?"] and res["benchmarks"]["toy"]["n_items"] == 2
+    with pytest.raises(UserInputError, match=r"other settings \(rollout.exec_memory_mb: None -> 512\)"):
+        evaluate(EvalConfig(benchmarks=[str(bench_file)], limit=2,
+                            rollout=replace(eval_rollout(), exec_memory_mb=512)),
+                 backend=scripted(SCRIPTS).backend(), sandbox=local_sandbox, out_dir=out, progress=False)
+
+
 def test_config_validation():
     with pytest.raises(UserInputError, match="mode must be one of tir, cot"):
         EvalConfig(mode="pot")

@@ -40,6 +40,12 @@ EVAL_TEMPERATURE = 0.0
 GENERATION_KEYS = ("model", "mode", "template", "rollout")
 # ... and, when sampling (rollout.temperature > 0), the seed
 SAMPLING_KEYS = ("seed",)
+# Rollout settings that do not change what a sample is (only how many executions run at once): a resumed run may
+# differ in them.
+RESUME_FREE_ROLLOUT_KEYS = ("max_concurrent_tool_calls",)
+# The rollout settings run.json held as top-level keys before it recorded the whole RolloutConfig as "rollout".
+LEGACY_ROLLOUT_KEYS = ("max_tool_calls", "tool_call_budget", "max_response_tokens", "temperature", "top_p",
+                       "observation_style", "exec_timeout")
 
 
 def eval_rollout() -> RolloutConfig:
@@ -131,6 +137,9 @@ def check_resumable(out_dir: str | Path, run: Mapping) -> None:
         old = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise UserInputError(f"{path}: invalid JSON ({e.msg}); remove it or use a new --out") from None
+    if "rollout" not in old and any(k in old for k in LEGACY_ROLLOUT_KEYS):
+        old = {**old, "rollout": legacy_rollout(old)}
+    old, run = _resume_view(old), _resume_view(run)
     sampled = ((run.get("rollout") or {}).get("temperature") or 0) > 0
     keys = GENERATION_KEYS + (SAMPLING_KEYS if sampled else ())
     diff = [(k, old.get(k), run.get(k)) for k in keys if old.get(k) != run.get(k)]
@@ -139,6 +148,20 @@ def check_resumable(out_dir: str | Path, run: Mapping) -> None:
         raise UserInputError(
             f"{out_dir} holds samples generated with other settings ({detail}); use a new --out to keep runs apart"
         )
+
+
+def legacy_rollout(old: Mapping) -> dict:
+    """The "rollout" record of a run.json written before it had one: its top-level rollout keys over the
+    evaluation defaults of the other RolloutConfig fields (which those runs used)."""
+    return {**eval_rollout().to_dict(), **{k: old[k] for k in LEGACY_ROLLOUT_KEYS if k in old}}
+
+
+def _resume_view(run: Mapping) -> Mapping:
+    """The record without the rollout settings a resumed run may change (RESUME_FREE_ROLLOUT_KEYS)."""
+    rollout = run.get("rollout")
+    if not isinstance(rollout, Mapping):
+        return run
+    return {**run, "rollout": {k: v for k, v in rollout.items() if k not in RESUME_FREE_ROLLOUT_KEYS}}
 
 
 def _field_changes(diff: list[tuple[str, object, object]]):
