@@ -58,12 +58,15 @@ def test_errors_in_a_file_name_its_line(tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("grpo.samples_per_prompt=1", "grpo.samples_per_prompt: GRPO needs at least 2 samples per prompt"),
+    ("grpo.samples_per_prompt=1",
+     "command-line override grpo.samples_per_prompt: GRPO needs at least 2 samples per prompt"),
     ("grpo.micro_batch_size=7", "grpo.micro_batch_size (7) must divide"),
-    ("rollout.temperature=0", "rollout.temperature: training samples must be drawn with temperature > 0"),
+    ("rollout.temperature=0",
+     "command-line override rollout.temperature: training samples must be drawn with temperature > 0"),
 ])
 def test_preflight_rejects_bad_training_settings_before_any_work(override, message, tmp_path):
-    """Cross-field rules of `torl train` hold for the demo too, and fail before the model is built."""
+    """Cross-field rules of `torl train` hold for the demo too, and fail before the model is built (naming the
+    override, not a line of the file, for a value given on the command line)."""
     import re
 
     from torl.demo.pipeline import run_demo

@@ -132,6 +132,17 @@ def test_override_errors_name_the_override(tmp_path, base):
         load_config(path, ["data.train_files=[/nope.jsonl]"])
 
 
+def test_checks_after_parsing_blame_the_override_not_the_file():
+    """validate / check_environment name a command-line value as the override, not a line of the file."""
+    with pytest.raises(UserInputError, match=r"^command-line override model.path: no such model directory: "
+                                             r"/nope/model$"):
+        load_config(TINY_CPU, ["model.path=/nope/model"])
+    with pytest.raises(UserInputError, match=r"^command-line override model.path: missing"):
+        load_config(TINY_CPU, ["model.path="])
+    with pytest.raises(UserInputError, match=r"^command-line override data.train_files\[0\]: no such file"):
+        load_config(TINY_CPU, ["data.train_files=[/nope.jsonl]"])
+
+
 def test_cli_prints_one_line_and_exits_2(tmp_path, base, capsys):
     from torl.train.__main__ import main
 

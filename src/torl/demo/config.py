@@ -161,8 +161,8 @@ def complete_train_config(plan: DemoPlan, *, model_path: Path, train_file: Path,
     if val_file is None:
         val["every"], val["at_start"] = 0, False
     cfg = from_dict(TorlTrainConfig, raw, where=plan.where, lines=plan.lines, overridden=plan.overridden)
-    validate(cfg, where=plan.where, lines=plan.lines)
-    check_environment(cfg, where=plan.where, lines=plan.lines)
+    validate(cfg, where=plan.where, lines=plan.lines, overridden=plan.overridden)
+    check_environment(cfg, where=plan.where, lines=plan.lines, overridden=plan.overridden)
     return cfg
 
 
@@ -175,5 +175,5 @@ def preflight(plan: DemoPlan) -> None:
     raw.setdefault("data", {})["train_files"] = ["<the demo's training problems>"]
     raw.setdefault("validation", {})["files"] = ["<the demo's held-out problems>"]
     cfg = from_dict(TorlTrainConfig, raw, where=plan.where, lines=plan.lines, overridden=plan.overridden)
-    validate(cfg, where=plan.where, lines=plan.lines)
+    validate(cfg, where=plan.where, lines=plan.lines, overridden=plan.overridden)
     gradient_accumulation_steps(cfg, 1)

@@ -227,22 +227,24 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         raw, lines = read_config_file(path)
         where = str(path)
     apply_overrides(raw, overrides)
-    cfg = from_dict(TorlTrainConfig, raw, where=where, lines=lines, overridden=override_keys(overrides))
-    validate(cfg, where=where, lines=lines)
-    check_environment(cfg, where=where, lines=lines)
+    overridden = override_keys(overrides)
+    cfg = from_dict(TorlTrainConfig, raw, where=where, lines=lines, overridden=overridden)
+    validate(cfg, where=where, lines=lines, overridden=overridden)
+    check_environment(cfg, where=where, lines=lines, overridden=overridden)
     return cfg
 
 
 # ---------------------------------------------------------------------------------------------------- validation
 
 
-def validate(cfg: TorlTrainConfig, *, where: str = "", lines: dict[str, int] | None = None) -> None:
+def validate(cfg: TorlTrainConfig, *, where: str = "", lines: dict[str, int] | None = None,
+             overridden: set[str] | frozenset[str] = frozenset()) -> None:
     """Checks of the config itself, across fields (no file system: see `check_environment`). Raises
-    UserInputError naming the key."""
+    UserInputError naming the key (as a command-line override when it is in `overridden`)."""
     lines = lines or {}
 
     def fail(key: str, msg: str):
-        raise config_error(where, lines, key, msg)
+        raise config_error(where, lines, key, msg, overridden)
 
     if not cfg.run_dir:
         fail("run_dir", "missing (the directory for checkpoints, logs and sample dumps)")
@@ -318,13 +320,14 @@ def gradient_accumulation_steps(cfg: TorlTrainConfig, processes: int) -> int:
     return per_process // g.micro_batch_size
 
 
-def check_environment(cfg: TorlTrainConfig, *, where: str = "", lines: dict[str, int] | None = None) -> None:
+def check_environment(cfg: TorlTrainConfig, *, where: str = "", lines: dict[str, int] | None = None,
+                      overridden: set[str] | frozenset[str] = frozenset()) -> None:
     """What a run needs of this machine before it starts: the model directory, the problem files, optional
-    packages. Raises UserInputError naming the key."""
+    packages. Raises UserInputError naming the key (as a command-line override when it is in `overridden`)."""
     lines = lines or {}
 
     def fail(key: str, msg: str):
-        raise config_error(where, lines, key, msg)
+        raise config_error(where, lines, key, msg, overridden)
 
     if cfg.model.path != TINY_MODEL and _is_local_path(cfg.model.path) and not Path(cfg.model.path).is_dir():
         fail("model.path", f"no such model directory: {cfg.model.path}")
