@@ -6,6 +6,7 @@ limits of stateless calls, the cap and the idle TTL, and the same over HTTP (`to
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -255,3 +256,205 @@ def test_without_cgroups_the_process_tree_bounds_a_session():
         assert s.run("while True:\n    pass", timeout=0.5).status == "timeout"
         assert copy.run("print(x)").stdout == "1\n"  # the fork, a child of the killed interpreter, lives on
         copy.close()
+
+
+# -- review findings: a full disk, limits that go up again, a zygote that did not answer, a control socket written
+# by the snippet, an interpreter that does not read, orphans without cgroups, cgroup v2, the TTL race, stale pids --
+def test_a_full_session_tmpfs_does_not_lose_sessions():
+    """One session fills the tmpfs all sessions share: the next calls cannot write their cell files; they run all
+    the same (stderr says so, a traceback names the cell), no session is lost, and the one that filled the disk
+    can free it."""
+    with LocalSandbox(pool_size=1, preload=()) as sandbox, sandbox.session() as a, sandbox.session() as b:
+        if not sandbox._sessions.zygote.info.get("tmpfs_job_dirs"):
+            pytest.skip("no private tmpfs for session directories here")
+        assert b.run("x = 1").ok
+        fill = ("n = 0\ntry:\n    for i in range(100):\n        open(f'f{i}', 'wb').write(b'x' * (15 << 20)); n += 1\n"
+                "except OSError as e:\n    print(n, e)")
+        assert "No space left" in a.run(fill, timeout=30).stdout
+        r = b.run("print(x)\nopen('more', 'w').write('x' * 100000)")
+        assert r.status == "error" and not r.extra.get("session_lost") and r.stdout == "1\n", r
+        assert "cannot save this cell" in r.stderr and "No space left" in r.stderr
+        assert 'cell2.py", line 2' in r.stderr
+        assert a.run("import os\nfor f in os.listdir():\n    os.remove(f)").ok
+        r = b.run("print(x)")
+        assert (r.status, r.stdout, r.stderr) == ("ok", "1\n", "")
+
+
+def test_per_call_limits_go_up_again():
+    """RLIMIT_CPU is per call, not a budget for the session's lifetime, and a small memory_mb does not cap the
+    session's later calls (the interpreter's hard limits are unlimited under seccomp, which keeps the snippet from
+    raising its soft ones)."""
+    with LocalSandbox(pool_size=1, preload=(), memory_mb=1024) as sandbox, sandbox.session() as s:
+        if not sandbox.plan.seccomp:
+            pytest.skip("no seccomp filter here: limits are set hard = soft")
+        burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.5:\n    pass\nprint('burned')"
+        for _ in range(4):
+            r = s.run(burn, timeout=3)
+            assert (r.status, r.stdout) == ("ok", "burned\n"), r
+        r = s.run("b = bytearray(100 << 20)", memory_mb=64)
+        assert r.status == "error" and "MemoryError" in r.stderr
+        assert s.run("b = bytearray(300 << 20)\nprint(len(b) >> 20)").stdout == "300\n"
+        r = s.run("import resource\nprint(resource.getrlimit(resource.RLIMIT_AS)[1], "
+                  "resource.getrlimit(resource.RLIMIT_CPU)[1])")
+        assert r.stdout == "-1 -1\n", r
+        for call in ("setrlimit(resource.RLIMIT_AS, (-1, -1))", "prlimit(0, resource.RLIMIT_CPU, (-1, -1))"):
+            r = s.run(f"import resource\nresource.{call}")  # seccomp: EPERM (setrlimit: Python says ValueError)
+            assert r.status == "error" and ("not allowed" in r.stderr or "not permitted" in r.stderr), r
+
+
+def test_a_cpu_limit_kill_is_a_timeout():
+    """SIGXCPU is told from other signals with the CPU limit that applied (a later call's limit is higher)."""
+    with LocalSandbox(pool_size=1, preload=()) as sandbox, sandbox.session() as s:
+        burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3:\n    pass"
+        assert s.run(burn, timeout=1).ok
+        # threads burn CPU time faster than wall-clock time: the CPU limit (timeout + 1 s) may end the call first
+        spin = ("import threading, time\ndef spin():\n    while True:\n        pass\n"
+                "for _ in range(8):\n    threading.Thread(target=spin, daemon=True).start()\ntime.sleep(60)")
+        r = s.run(spin, timeout=3)
+        assert r.status == "timeout" and r.extra["session_lost"], r
+
+
+def test_a_zygote_that_did_not_answer_in_time_is_replaced():
+    with LocalSandbox(pool_size=1, preload=()) as sandbox:
+        assert sandbox.session().run("print(1)").ok
+        zygote = sandbox._sessions.zygote.host_pid()
+        os.kill(zygote, signal.SIGSTOP)  # too slow to answer in time
+        try:
+            sandbox.start_timeout = 0.3
+            with pytest.raises(SessionError, match="did not answer"):
+                sandbox.session()
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(zygote, signal.SIGCONT)
+        sandbox.start_timeout = 120
+        time.sleep(0.3)  # its late answer must not be taken for the next request's
+        for _ in range(3):
+            with sandbox.session() as s:
+                assert s.run("print(2)").stdout == "2\n"
+
+
+def _nfds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("message", [b"[1]", b'"done"', b'{"done": true, "exit_code": "x"}', b'{"done": 1}',
+                                     b'{"done": true, "exit_code": 1e999}', b'{"ready": false}'])
+def test_a_bad_message_on_the_control_socket_loses_the_session(pool, message):
+    with pool.session() as s:
+        line = message + b"\n"
+        r = s.run(f"import os, time\nos.write(3, {line!r})\ntime.sleep(0.3)")
+        assert r.status == "error" and r.extra["session_lost"], r
+        assert lost(s.run("print(1)"))
+
+
+def test_messages_written_between_calls_answer_nothing(pool):
+    with pool.session() as s:
+        fake_done = ("import threading, os, time\ndef t():\n    time.sleep(0.3)\n"
+                     "    os.write(3, b'{\"done\": true, \"exit_code\": 0}\\n')\n"
+                     "threading.Thread(target=t, daemon=True).start()")
+        assert s.run(fake_done).ok
+        time.sleep(0.6)
+        r = s.run("import time\ntime.sleep(1)\nprint('real')")
+        assert (r.status, r.stdout) == ("ok", "real\n") and r.duration_s >= 1, r
+        assert s.run("print('next')").stdout == "next\n"
+        fake_fork = ("import socket, os, threading, time\ndef t():\n    time.sleep(0.3)\n"
+                     "    c = socket.socket(fileno=os.dup(3))\n"
+                     "    socket.send_fds(c, [b'[1]\\n'], [os.pipe()[0] for _ in range(8)])\n"
+                     "threading.Thread(target=t, daemon=True).start()\nx = 5")
+        before = _nfds()
+        for _ in range(2):
+            assert s.run(fake_fork).ok
+            time.sleep(0.6)
+            with s.fork() as copy:
+                assert copy.run("print(x)").stdout == "5\n"
+        assert _nfds() <= before + 2
+
+
+def test_a_call_to_an_interpreter_that_does_not_read_times_out(pool):
+    import threading
+
+    with pool.session() as s:
+        assert s.run("import os, signal, threading, time\nthreading.Thread(target=lambda: (time.sleep(0.3), "
+                     "os.kill(os.getpid(), signal.SIGSTOP)), daemon=True).start()").ok
+        time.sleep(0.8)
+        res = {}
+        t = threading.Thread(target=lambda: res.setdefault("r", s.run("x = 1\n" + "#" * (4 << 20), timeout=2)),
+                             daemon=True)
+        t.start()
+        t.join(15)
+        if "r" not in res:
+            os.kill(s.pid, signal.SIGKILL)
+            t.join(5)
+            pytest.fail("the call blocked on an interpreter that does not read")
+        r = res["r"]
+        assert r.status == "timeout" and r.extra["session_lost"], r
+        assert lost(s.run("print(1)"))
+
+
+def test_without_cgroups_what_a_crashed_session_started_is_killed():
+    with LocalSandbox(pool_size=1, preload=(), isolation="none") as sandbox, sandbox.session() as s:
+        assert not s.cgroups
+        with sandbox.session() as other:
+            assert other.run("x = 1").ok
+            r = s.run("import subprocess, os\np = subprocess.Popen(['sleep', '777'])\nprint(p.pid, flush=True)\n"
+                      "os._exit(0)")
+            assert r.extra["session_lost"], r
+            pid = int(r.stdout.split()[0])
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and _alive(pid):
+                time.sleep(0.05)
+            assert not _alive(pid)
+            assert other.run("print(x)").stdout == "1\n"  # other sessions are not orphans
+
+
+def test_one_cgroup_for_both_controllers():
+    """cgroup v2: the pids and the memory controller are the same cgroup directory (forced here, as on v1)."""
+    with LocalSandbox(pool_size=1, preload=()) as sandbox:
+        if not sandbox.plan.cgroup_pids:
+            pytest.skip("no writable pids cgroup here")
+        sandbox.plan.cgroup_memory = sandbox.plan.cgroup_pids
+        with sandbox.session() as s:
+            assert s.cgroups["pids"] == s.cgroups["memory"]
+            assert s.run("print(1)").stdout == "1\n"
+            with s.fork() as copy:
+                assert copy.run("print(2)").stdout == "2\n"
+            path = s.cgroups["pids"]
+        assert not os.path.exists(path)
+
+
+def test_expire_spares_a_session_used_within_the_ttl(pool):
+    """The reaper picks idle sessions, then expires them one by one: one used in between lives on."""
+    with pool.session() as s:
+        assert s.run("x = 3").ok
+        s.expire("idle for more than 900 s (session TTL)")
+        assert s.run("print(x)").stdout == "3\n"
+
+
+def test_a_dead_interpreters_pid_is_not_touched(pool):
+    import resource
+    import subprocess
+
+    with subprocess.Popen(["sleep", "60"]) as stranger, pool.session() as s:
+        limits = resource.prlimit(stranger.pid, resource.RLIMIT_AS)
+        os.kill(s.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while not s.exited() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        real, s.pid = s.pid, stranger.pid  # as if the pid had been reused
+        try:
+            r = s.run("print(1)")
+        finally:
+            s.pid = real
+        assert lost(r) or r.extra.get("session_lost"), r
+        assert resource.prlimit(stranger.pid, resource.RLIMIT_AS) == limits and stranger.poll() is None
+        stranger.kill()
+
+
+def test_sessions_without_signal_scoping_are_logged(caplog):
+    with LocalSandbox(pool_size=1, preload=()) as sandbox:
+        sandbox.plan.landlock_abi = min(sandbox.plan.landlock_abi, 5)
+        with caplog.at_level("WARNING", logger="torl.sandbox.sessions"):
+            sandbox.session().close()
+            sandbox.session().close()
+        warnings = [r for r in caplog.records if "signal scoping" in r.getMessage()]
+        assert len(warnings) == 1 and "6.12" in warnings[0].getMessage()

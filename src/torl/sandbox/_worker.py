@@ -148,6 +148,9 @@ SECCOMP_DENY = (
     "shmget", "shmat", "shmctl", "shmdt", "msgget", "msgsnd", "msgrcv", "msgctl", "semget", "semop", "semtimedop",
     "semctl", "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
 )
+# With the filter above a snippet cannot change its own rlimits at all (setrlimit denied, prlimit64 only to read):
+# session interpreters may then get unlimited hard limits below which the parent sets the soft ones per call.
+SOFT_LIMITS_SAFE = "setrlimit" in SECCOMP_DENY
 _CLONE_NEW_NAMESPACES = 0x10000000 | 0x00020000 | 0x20000000 | 0x40000000 | 0x04000000 | 0x08000000 | 0x02000000
 
 
@@ -198,11 +201,25 @@ class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
-def set_limits(cfg: dict, memory_mb, cgroups) -> None:
+def set_limits(cfg: dict, memory_mb, cgroups, soft_only: bool = False) -> None:
     """The rlimits every snippet process gets (address space, file size, open files, no core dumps), and its
-    move into `cgroups` (their limits then hold for all its processes together)."""
+    move into `cgroups` (their limits then hold for all its processes together). `soft_only` (session
+    interpreters under the seccomp filter, which forbids setrlimit and changing limits with prlimit64): the address
+    space limit is a soft one below an unlimited hard one, so that the parent can re-arm it per call in either
+    direction without CAP_SYS_RESOURCE (likewise RLIMIT_CPU, set per call)."""
     mem = int(memory_mb or cfg["memory_mb"]) * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    if soft_only:
+        for res in (resource.RLIMIT_AS, resource.RLIMIT_CPU):
+            soft, hard = resource.getrlimit(res)
+            try:  # raising the hard limit needs CAP_SYS_RESOURCE: else the one there is stays
+                resource.setrlimit(res, (soft, resource.RLIM_INFINITY))
+                hard = resource.RLIM_INFINITY
+            except (ValueError, OSError):
+                pass
+            if res == resource.RLIMIT_AS:
+                resource.setrlimit(res, (mem if hard == resource.RLIM_INFINITY else min(mem, hard), hard))
+    else:
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
     resource.setrlimit(resource.RLIMIT_FSIZE, (cfg["file_size_mb"] << 20, cfg["file_size_mb"] << 20))
     resource.setrlimit(resource.RLIMIT_NOFILE, (cfg["open_files"], cfg["open_files"]))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -1103,8 +1120,11 @@ def _session_child(cfg: dict, req: dict, member: str, fds: tuple[int, int, int],
         os.chdir(work)
         os.environ.clear()
         os.environ.update(dict(cfg["env"], HOME=work, TMPDIR=work, PWD=work))
-        # the parent re-arms AS and CPU before each call; the session's own pids and memory cgroups
-        set_limits(cfg, req.get("memory_mb"), req.get("cgroups") or ())
+        # the parent re-arms AS and CPU before each call (their soft limits only, when the seccomp filter keeps
+        # the snippet from raising them: see SOFT_LIMITS_SAFE); the session's own pids and memory cgroups
+        soft_only = bool(bpf) and SOFT_LIMITS_SAFE
+        set_limits(cfg, req.get("memory_mb"), req.get("cgroups") or (), soft_only=soft_only)
+        cfg["soft_limits"] = soft_only
         drop_privileges(cfg)
         _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # what a snippet leaves behind stays in this tree
         if cfg.get("landlock_abi"):
@@ -1143,7 +1163,7 @@ def _session_loop(cfg: dict, member: str, main) -> None:
     import threading
 
     write, loads, read, fork_session = os.write, json.loads, _LineReader(3).readline, _fork_session
-    _send(3, {"ready": True, "pid": os.getpid()})
+    _send(3, {"ready": True, "pid": os.getpid(), "soft_limits": bool(cfg.get("soft_limits"))})
     calls = 0
     # built now: with the address space at its limit, even formatting a message can fail
     no_memory = b"MemoryError: the call's memory limit is below what the session's interpreter already uses\n"
@@ -1202,8 +1222,16 @@ def _session_call(req: dict, cells: str, n: int, main, threading) -> int:
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
     source = req["code"]
     path = os.path.join(cells, f"cell{n}.py")
-    with open(path, "w", encoding="utf-8", errors="surrogatepass") as f:
-        f.write(source)
+    try:
+        with open(path, "w", encoding="utf-8", errors="surrogatepass") as f:
+            f.write(source)
+    except OSError as e:  # the sessions' tmpfs is full (another session may have filled it): the call still runs
+        try:  # (it may be the one that frees room), under the same name; its traceback cannot quote its lines
+            os.unlink(path)
+        except OSError:
+            pass
+        os.write(2, f"torl: cannot save this cell as {path} ({e}); it runs all the same\n".encode(
+            "utf-8", "backslashreplace"))
     sys.argv = [path]
     main.__dict__["__file__"] = path
     before = set(threading.enumerate())
@@ -1274,7 +1302,7 @@ def _fork_session(cfg: dict, member: str, read, socket) -> tuple[str, object, in
             if cfg.get("landlock_abi"):
                 landlock_restrict(cfg["landlock_abi"], cfg["read_paths"] + cfg["ancestor_cells"],
                                   _member_dirs(child_member), ["/dev/null"])
-            _send(3, {"ready": True, "pid": os.getpid()})
+            _send(3, {"ready": True, "pid": os.getpid(), "soft_limits": bool(cfg.get("soft_limits"))})
         except BaseException as e:
             try:
                 _send(3, {"ready": False, "error": f"{type(e).__name__}: {e}"})

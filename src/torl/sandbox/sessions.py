@@ -58,26 +58,49 @@ class _Zygote:
 
     def request(self, req: dict, timeout: float = 30.0) -> tuple[dict, list[int]]:
         with self.lock:
-            try:
-                self.sock.sendall((json.dumps(req) + "\n").encode())
-            except OSError as e:
-                raise SessionError(f"session zygote is gone: {e}") from None
+            return self.request_locked(req, timeout)
+
+    def request_locked(self, req: dict, timeout: float = 30.0) -> tuple[dict, list[int]]:
+        """`request` with `self.lock` held by the caller. Any failure after the request was sent (no answer in
+        time, a broken reply) kills the zygote: its later replies would answer the wrong requests. The next
+        `SessionManager._zygote()` starts a fresh one."""
+        try:
+            self.sock.sendall((json.dumps(req) + "\n").encode())
+        except OSError as e:
+            self.kill()
+            raise SessionError(f"session zygote is gone: {e}") from None
+        try:
             return self._reply(time.monotonic() + timeout)
+        except BaseException as e:
+            log.warning("session zygote killed: no valid answer to %s: %s", req.get("op"), e)
+            self.kill()
+            if isinstance(e, SessionError):
+                raise
+            raise SessionError(f"session zygote answered nonsense: {e}") from None
 
     def _reply(self, deadline: float) -> tuple[dict, list[int]]:
         fds: list[int] = []
-        while b"\n" not in self._buf:
-            self.sock.settimeout(max(0.001, deadline - time.monotonic()))
-            try:
-                data, got, _, _ = socket.recv_fds(self.sock, 1 << 16, 8)
-            except (TimeoutError, OSError) as e:
-                raise SessionError(f"session zygote did not answer: {e}; log: {self.log_tail()}") from None
-            fds += got
-            if not data:
-                raise SessionError(f"session zygote exited (code {self.proc.poll()}); log: {self.log_tail()}")
-            self._buf += data
-        line, self._buf = self._buf.split(b"\n", 1)
-        return json.loads(line), fds
+        try:
+            while b"\n" not in self._buf:
+                self.sock.settimeout(max(0.001, deadline - time.monotonic()))
+                try:
+                    data, got, _, _ = socket.recv_fds(self.sock, 1 << 16, 8)
+                except (TimeoutError, OSError) as e:
+                    raise SessionError(f"session zygote did not answer: {e}; log: {self.log_tail()}") from None
+                fds += got
+                if not data:
+                    raise SessionError(f"session zygote exited (code {self.proc.poll()}); log: {self.log_tail()}")
+                self._buf += data
+            line, self._buf = self._buf.split(b"\n", 1)
+            reply = json.loads(line)
+            if not isinstance(reply, dict):
+                raise ValueError(f"not an object: {line[:100]!r}")
+            return reply, fds
+        except BaseException:
+            for fd in fds:  # the fds of a reply that is dropped
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            raise
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -107,7 +130,8 @@ class _Zygote:
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=10)
-        self.sock.close()
+        with contextlib.suppress(OSError):
+            self.sock.close()
 
 
 class _Family:
@@ -132,6 +156,7 @@ class SessionManager:
         self.cgroup_parents: list[tuple[str, str]] = []  # (kind, parent directory)
         self.counter = itertools.count()
         self.closed = False
+        self._warned_signals = False
         self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="torl-session")
         self._reaper = threading.Thread(target=_reap_idle, args=(weakref.ref(self),), name="torl-session-ttl",
                                         daemon=True)
@@ -158,6 +183,12 @@ class SessionManager:
                 if sb.plan.cgroup_memory:
                     self.cgroup_parents.append(
                         ("memory", sb._make_cgroup(sb.plan.cgroup_memory, "sessions", None, None)))
+                _enable_v2_controllers(self.cgroup_parents)
+            if sb.plan.landlock_abi < 6 and not self._warned_signals:
+                self._warned_signals = True
+                log.warning("interpreter sessions without signal scoping (Landlock ABI %d < 6, Linux < 6.12): "
+                            "sessions share a PID namespace and a uid, so code in one session can signal (kill) "
+                            "the interpreters of the others", sb.plan.landlock_abi)
             cmd = sb.plan.worker_command(sb._python, WORKER_SCRIPT, json.dumps(cfg))
             self.zygote = _Zygote(cmd, os.path.join(sb.job_root, "sessions.log"), cfg["env"], sb.start_timeout)
             return self.zygote
@@ -166,9 +197,10 @@ class SessionManager:
         made: dict[str, str] = {}
         n = next(self.counter)
         try:
-            for kind, parent in self.cgroup_parents:
+            for kind, parent in self.cgroup_parents:  # on cgroup v2 both kinds are one cgroup: made once
                 path = os.path.join(parent, f"s{n}")
-                os.mkdir(path)
+                if path not in made.values():
+                    os.mkdir(path)
                 made[kind] = path
                 if kind == "pids":
                     with open(os.path.join(path, "pids.max"), "w") as f:
@@ -186,25 +218,72 @@ class SessionManager:
                                    "close some first")
         zygote = self._zygote()
         cgroups = self._make_cgroups()
-        req = {"op": "open", "memory_mb": memory_mb or self.sandbox.memory_mb, "cgroups": list(cgroups.values())}
+        req = {"op": "open", "memory_mb": memory_mb or self.sandbox.memory_mb,
+               "cgroups": list(dict.fromkeys(cgroups.values()))}
+        pid, fds = None, []
         try:
-            reply, fds = zygote.request(req, timeout=self.sandbox.start_timeout)
-        except SessionError:
+            with zygote.lock:
+                reply, fds = zygote.request_locked(req, timeout=self.sandbox.start_timeout)
+                if reply.get("ok") and len(fds) == 4:
+                    # a session interpreter from now on: `_kill_orphans` (under this lock) must not take it for
+                    # an orphan of a dead session
+                    pid = _pidfd_pid(fds[3])
+                    with self.lock:
+                        self.host_pids.add(pid)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
             _remove_cgroups(cgroups)
             raise
-        if not reply.get("ok") or len(fds) != 4:
+        if pid is None:
             for fd in fds:
                 os.close(fd)
             _remove_cgroups(cgroups)
             raise SessionError(f"the zygote could not open a session: {reply.get('error', reply)}")
-        session = self._adopt(fds, cgroups, _Family(reply["root"]), parent_pid=None)
-        session.zygote_pid = reply["pid"]
+        try:
+            session = self._adopt(fds, cgroups, _Family(reply["root"]), parent_pid=None,
+                                  zygote_pid=reply.get("pid"))
+        except BaseException:
+            with self.lock:
+                self.host_pids.discard(pid)
+            raise
         return session
 
-    def _adopt(self, fds: list[int], cgroups: dict[str, str], family: _Family, parent_pid: int | None
-               ) -> LocalSession:
+    def kill_orphans(self) -> None:
+        """Without cgroups: kill the processes that sessions started and that outlived their interpreter (they
+        become the zygote's children): every descendant of the zygote outside the trees of live interpreters."""
+        zygote = self.zygote
+        if zygote is None or not zygote.alive():
+            return
+        with zygote.lock:
+            host = zygote.host_pid()
+            if host is None:
+                return
+            for _ in range(1000):
+                with self.lock:
+                    skip = set(self.host_pids)
+                pids = _descendants(host, skip)
+                if not pids:
+                    return
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGKILL)
+                time.sleep(0.0005)
+
+    def _adopt(self, fds: list[int], cgroups: dict[str, str], family: _Family, parent_pid: int | None,
+               zygote_pid: int | None = None, soft_limits: bool | None = None) -> LocalSession:
         """Wrap a new interpreter's [control socket, stdout, stderr, pidfd] and wait until it is ready."""
-        session = LocalSession(self, fds, cgroups, family)
+        try:
+            session = LocalSession(self, fds, cgroups, family)
+        except BaseException:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            _remove_cgroups(cgroups)
+            with self.lock:
+                family.members -= 1
+            raise
+        session.zygote_pid = zygote_pid
         try:
             if parent_pid is not None:  # a fork: it must be the parent's own child, never another process
                 if _ppid(session.pid) != parent_pid:
@@ -213,9 +292,12 @@ class SessionManager:
                     with open(os.path.join(path, "cgroup.procs"), "w") as f:
                         f.write(str(session.pid))
             ready = session.read_message(time.monotonic() + self.sandbox.start_timeout)
-            if not ready or not ready.get("ready"):
+            if not ready or ready.get("ready") is not True:
                 raise SessionError(f"the session's interpreter did not start: {(ready or {}).get('error')}; "
                                    f"stderr: {session.stale_output()[-300:]!r}")
+            # a fork has its parent's limits and seccomp filter; whatever a message says, the parent never
+            # raises a hard limit (see `_set_rlimits`)
+            session.soft_limits = ready.get("soft_limits") is True if soft_limits is None else soft_limits
         except BaseException:
             session.close()
             raise
@@ -297,6 +379,7 @@ class LocalSession(Session):
         self.last_used = time.monotonic()
         self.zygote_pid: int | None = None  # its pid in the zygote's namespace when the zygote is its parent
         self._buf = b""
+        self.soft_limits = False  # only the soft RLIMIT_AS / RLIMIT_CPU are set per call (see `_set_rlimits`)
         for fd in (self.out_r, self.err_r):
             os.set_blocking(fd, False)
 
@@ -321,9 +404,18 @@ class LocalSession(Session):
             self._buf += data
         line, self._buf = self._buf.split(b"\n", 1)
         try:
-            return json.loads(line)
+            msg = json.loads(line)
         except ValueError:
             return None
+        return msg if isinstance(msg, dict) else None
+
+    def exited(self) -> bool:
+        """Whether the interpreter has exited (its pidfd is readable): then its pid must not be used any more (the
+        zygote reaps it in time, and the pid may be another process's)."""
+        try:
+            return bool(select.select([self.pidfd], [], [], 0)[0])
+        except (OSError, ValueError):
+            return True
 
     def stale_output(self) -> str:
         """Drain whatever the interpreter wrote between calls (daemon threads): it belongs to no call."""
@@ -361,23 +453,31 @@ class LocalSession(Session):
     def _call(self, code: str, timeout: float, memory_mb: int, stdin: str | None) -> ExecResult:
         sb = self.manager.sandbox
         self.stale_output()
-        cpu_before = _cpu_seconds(self.pid)
-        cpu_limit = int(cpu_before + timeout) + 1
-        mem = memory_mb * 1024 * 1024
-        for res, limit in ((resource.RLIMIT_AS, (mem, mem)), (resource.RLIMIT_CPU, (cpu_limit, cpu_limit + 1))):
-            with contextlib.suppress(OSError):  # raising a hard limit needs CAP_SYS_RESOURCE over the session
-                resource.prlimit(self.pid, res, limit)
-        oom_before = self._set_memory_cgroup(mem)
+        self._drain_ctl()  # whatever was written on the control socket between calls answers nothing
         out, err = Capture(sb.output_cap), Capture(sb.output_cap)
         start = time.monotonic()
+        if self.exited():  # died between calls: its pid is not touched any more (no rlimits, no process tree)
+            return self._died(out, err, start, self._oom_kills(), 0.0, None)
+        cpu_before = _cpu_seconds(self.pid)
+        mem = memory_mb * 1024 * 1024
+        cpu_limit = self._set_rlimits(mem, int(cpu_before + timeout) + 1)
+        oom_before = self._set_memory_cgroup(mem)
         try:
-            self.ctl.settimeout(None)
+            self.ctl.settimeout(max(0.001, start + timeout - time.monotonic()))
             self.ctl.sendall((json.dumps({"op": "run", "code": code, "stdin": stdin}) + "\n").encode())
+        except TimeoutError:  # it does not read (stopped, or a thread holds it): it is killed, the session ends
+            self._kill()
+            self.lost = f"a call timed out after {timeout:g} s"
+            self._drain(out, err)
+            return ExecResult("timeout", out.text(), err.text(), None, round(time.monotonic() - start, 6),
+                              out.truncated or err.truncated,
+                              f"wall-clock timeout after {timeout:g} s (the interpreter did not read the call); "
+                              "the session is lost (interpreter killed)", {"session_lost": True})
         except OSError:
             pass  # dead already: found below
-        done, died = self._watch(start + timeout, out, err)
+        done, why = self._watch(start + timeout, out, err)
         duration = time.monotonic() - start
-        if done is None and not died:  # wall-clock timeout: the interpreter is killed, the session ends
+        if why == "timeout":  # wall-clock timeout: the interpreter is killed, the session ends
             self._kill()
             self.lost = f"a call timed out after {timeout:g} s"
             self._drain(out, err)
@@ -385,10 +485,21 @@ class LocalSession(Session):
                               out.truncated or err.truncated,
                               f"wall-clock timeout after {timeout:g} s; the session is lost (interpreter killed)",
                               {"session_lost": True})
+        rc = done.get("exit_code") if done is not None else None
+        if done is not None and (type(rc) is not int or not 0 <= rc <= 255):
+            why = "protocol"
+        if why == "protocol" and select.select([self.pidfd], [], [], 0.2)[0]:
+            return self._died(out, err, start, oom_before, cpu_before, cpu_limit)  # its last words, then death
+        if why == "protocol":  # the control socket is the snippet's to write too: a broken answer ends the session
+            self._kill()
+            self._drain(out, err)
+            self.lost = "the interpreter broke the call protocol in an earlier call"
+            return ExecResult("error", out.text(), err.text(), None, round(duration, 6),
+                              out.truncated or err.truncated,
+                              "the interpreter broke the call protocol; the session is lost", {"session_lost": True})
         if done is not None:
             self._kill_leftovers()
             self._drain(out, err)
-            rc = int(done.get("exit_code", 1))
             reason = "" if rc == 0 else f"exit code {rc}"
             stderr = err.text()
             oom = self._oom_kills() > oom_before
@@ -396,17 +507,23 @@ class LocalSession(Session):
                 reason = f"out of memory ({reason})"
             return ExecResult("ok" if rc == 0 else "error", out.text(), stderr, rc, round(duration, 6),
                               out.truncated or err.truncated, reason)
+        return self._died(out, err, start, oom_before, cpu_before, cpu_limit)
+
+    def _died(self, out: Capture, err: Capture, start: float, oom_before: int, cpu_before: float,
+              cpu_limit: int | None) -> ExecResult:
+        """The interpreter died during the call (or before it): how (a zombie tells), and the session is lost."""
         select.select([self.pidfd], [], [], 1.0)  # its control socket closes a moment before it is a zombie
-        status = _dead_status(self.pid)  # the interpreter died during the call (a zombie tells how)
+        status = _dead_status(self.pid)  # the zygote keeps it a zombie for a while: the pid is still its own
         cpu = _cpu_seconds(self.pid)
         self._kill()
         self._drain(out, err)
+        duration = time.monotonic() - start
         oom = self._oom_kills() > oom_before
         kind, rc = "error", None
         if status is not None and os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
             rc, why = -sig, f"killed by signal {signal.Signals(sig).name}"
-            if sig == signal.SIGXCPU and cpu >= cpu_limit - 0.05:
+            if sig == signal.SIGXCPU and cpu_limit is not None and cpu >= cpu_limit - 0.05:
                 kind, rc, why = "timeout", None, f"CPU time limit exceeded ({cpu_limit - cpu_before:.0f} s)"
             elif sig == signal.SIGKILL and oom:
                 why = "out of memory (memory limit of the session's processes)"
@@ -422,8 +539,38 @@ class LocalSession(Session):
         return ExecResult(kind, out.text(), err.text(), rc, round(duration, 6), out.truncated or err.truncated,
                           f"{why}; the session is lost", {"session_lost": True})
 
-    def _watch(self, deadline: float, out: Capture, err: Capture) -> tuple[dict | None, bool]:
-        """Capture output until the interpreter says it is done, dies, or the deadline passes."""
+    def _set_rlimits(self, mem: int, cpu_limit: int) -> int | None:
+        """Arm RLIMIT_AS and RLIMIT_CPU for a call; returns the RLIMIT_CPU soft limit that applies (None when
+        unknown or unlimited). Under the seccomp filter (`soft_limits`) the interpreter's hard limits are
+        unlimited and only the soft ones are set, so they go up as well as down; without it a snippet could raise
+        a soft limit to its hard one, so both are set, and without CAP_SYS_RESOURCE they can only go down."""
+        for res, soft in ((resource.RLIMIT_AS, mem), (resource.RLIMIT_CPU, cpu_limit)):
+            with contextlib.suppress(OSError, ValueError):
+                if self.soft_limits:
+                    hard = resource.prlimit(self.pid, res)[1]  # kept as it is: never raised from here
+                    if hard != resource.RLIM_INFINITY:
+                        soft = min(soft, hard)
+                    resource.prlimit(self.pid, res, (soft, hard))
+                else:
+                    resource.prlimit(self.pid, res, (soft, soft + 1 if res == resource.RLIMIT_CPU else soft))
+        try:
+            applied = resource.prlimit(self.pid, resource.RLIMIT_CPU)[0]
+        except OSError:
+            return None
+        return None if applied == resource.RLIM_INFINITY else applied
+
+    def _drain_ctl(self) -> None:
+        """Drop what is buffered or waiting on the control socket (fds sent with it are closed by the kernel)."""
+        self._buf = b""
+        self.ctl.setblocking(False)
+        with contextlib.suppress(OSError):
+            for _ in range(256):
+                if not self.ctl.recv(1 << 16):
+                    break
+
+    def _watch(self, deadline: float, out: Capture, err: Capture) -> tuple[dict | None, str | None]:
+        """Capture output until the interpreter says it is done (its message, None), dies (None, "died"), breaks
+        the protocol (None, "protocol") or the deadline passes (None, "timeout")."""
         sel = selectors.DefaultSelector()
         sel.register(self.ctl, selectors.EVENT_READ, "ctl")
         sel.register(self.pidfd, selectors.EVENT_READ, "exit")
@@ -435,12 +582,15 @@ class LocalSession(Session):
                 if b"\n" in self._buf:
                     line, self._buf = self._buf.split(b"\n", 1)
                     try:
-                        return json.loads(line), False
+                        msg = json.loads(line)
                     except ValueError:
-                        return None, True  # the interpreter's protocol is broken: treat it as dead
+                        msg = None
+                    if isinstance(msg, dict) and msg.get("done") is True:
+                        return msg, None
+                    return None, "protocol"  # ({"ready": false} from a failed interpreter, or the snippet's)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return None, False
+                    return None, "timeout"
                 for key, _ in sel.select(remaining):
                     if key.data == "ctl":
                         try:
@@ -455,7 +605,7 @@ class LocalSession(Session):
                         self._buf += data
                     elif key.data == "exit":
                         if b"\n" not in self._buf:
-                            return None, True
+                            return None, "died"
                     else:
                         with contextlib.suppress(BlockingIOError, OSError):
                             chunk = os.read(key.fd, 1 << 16)
@@ -503,6 +653,8 @@ class LocalSession(Session):
                     return [p for p in map(int, f.read().split()) if p != self.pid]
             except OSError:
                 return []
+        if self.exited():  # its pid may be another process's soon; its children are the zygote's now
+            return []
         with self.manager.lock:
             skip = set(self.manager.host_pids)
         return _descendants(self.pid, skip)
@@ -527,6 +679,10 @@ class LocalSession(Session):
         with contextlib.suppress(ProcessLookupError, OSError):
             signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
         self._kill_leftovers()
+        if not self.cgroups:  # what it started and outlived it (os._exit) was re-parented to the zygote
+            with contextlib.suppress(OSError, ValueError):
+                select.select([self.pidfd], [], [], 1.0)
+            self.manager.kill_orphans()
 
     # -- lifetime ----------------------------------------------------------------------------------------------
     def fork(self) -> LocalSession:
@@ -540,32 +696,39 @@ class LocalSession(Session):
                 if len(manager.sessions) >= manager.max_sessions:
                     raise SessionError(f"this sandbox holds at most {manager.max_sessions} sessions (max_sessions)")
             cgroups = manager._make_cgroups()
+            fds: list[int] = []
+            handed = False  # to _adopt, which cleans up after itself
             try:
-                self.ctl.setblocking(True)
-                self.ctl.sendall(b'{"op": "fork"}\n')
-                self.ctl.settimeout(manager.sandbox.start_timeout)
-                data, fds, _, _ = socket.recv_fds(self.ctl, 1 << 16, 8)
-            except OSError as e:
-                _remove_cgroups(cgroups)
-                self.lost = f"the interpreter died ({e})"
-                raise SessionError(f"session lost: {self.lost}") from None
-            self._buf += data
-            reply = self.read_message(time.monotonic() + manager.sandbox.start_timeout)
-            if not reply or not reply.get("forked") or len(fds) != 4:
-                for fd in fds:
-                    os.close(fd)
-                _remove_cgroups(cgroups)
-                self.lost = "the interpreter broke the fork protocol"
-                raise SessionError(f"session lost: {self.lost}")
-            with manager.lock:
-                self.family.members += 1
-            self.last_used = time.monotonic()
-            return manager._adopt(fds, cgroups, self.family, parent_pid=self.pid)
+                self._drain_ctl()  # a reply a snippet wrote between calls is not the fork's
+                try:
+                    self.ctl.settimeout(manager.sandbox.start_timeout)
+                    self.ctl.sendall(b'{"op": "fork"}\n')
+                    data, fds, _, _ = socket.recv_fds(self.ctl, 1 << 16, 8)
+                except OSError as e:
+                    self.lost = f"the interpreter died ({e})"
+                    raise SessionError(f"session lost: {self.lost}") from None
+                self._buf += data
+                reply = self.read_message(time.monotonic() + manager.sandbox.start_timeout)
+                if not reply or reply.get("forked") is not True or len(fds) != 4:
+                    self.lost = "the interpreter broke the fork protocol"
+                    raise SessionError(f"session lost: {self.lost}")
+                with manager.lock:
+                    self.family.members += 1
+                self.last_used = time.monotonic()
+                handed = True
+                return manager._adopt(fds, cgroups, self.family, parent_pid=self.pid, soft_limits=self.soft_limits)
+            finally:
+                if not handed:
+                    for fd in fds:
+                        with contextlib.suppress(OSError):
+                            os.close(fd)
+                    _remove_cgroups(cgroups)
 
     def expire(self, why: str) -> None:
-        """End the session for the sandbox's own reasons (TTL): later calls say it was lost, and why."""
+        """End the session for the sandbox's own reasons (TTL): later calls say it was lost, and why. Not when it
+        was used (or is in use) within the TTL: the reaper's choice may be stale by the time it gets the lock."""
         with self.lock:
-            if self.closed:
+            if self.closed or self.busy or time.monotonic() - self.last_used <= self.manager.ttl_s:
                 return
             self.lost = why
             self._kill()
@@ -652,6 +815,23 @@ def _descendants(pid: int, skip: set[int]) -> list[int]:
         out.append(p)
         todo += [k for k in _children(p) if k not in skip]
     return out
+
+
+def _enable_v2_controllers(parents: list[tuple[str, str]]) -> None:
+    """On cgroup v2 the controllers of the session cgroups must be enabled in their parent's subtree_control."""
+    wanted: dict[str, list[str]] = {}
+    for kind, parent in parents:
+        wanted.setdefault(parent, []).append(kind)
+    for parent, kinds in wanted.items():
+        control = os.path.join(parent, "cgroup.subtree_control")
+        if not os.path.exists(control):  # cgroup v1
+            continue
+        for kind in kinds:
+            try:
+                with open(control, "w") as f:
+                    f.write(f"+{kind}")
+            except OSError as e:
+                log.warning("cannot enable the %s controller for session cgroups in %s: %s", kind, control, e)
 
 
 def _remove_cgroups(cgroups: dict[str, str]) -> None:
