@@ -318,3 +318,49 @@ def test_closed_backend_refuses_and_keeps_a_given_llm(backend):
         generate(b, [GenerationRequest(prompt_ids(backend, PROBLEMS[0]), 3, (), 0.0)])
     (g,) = generate(backend, [GenerationRequest(prompt_ids(backend, PROBLEMS[0]), 3, (), 0.0)])
     assert len(g.token_ids) == 3 and not math.isnan(g.logprobs[0])
+
+
+def outcome_within(seconds: float, future: asyncio.Future):
+    """The exception (or result) a future of an idle event loop gets within `seconds`; TimeoutError if none."""
+    loop = future.get_loop()
+    try:
+        return loop.run_until_complete(asyncio.wait_for(future, seconds))
+    except BaseException as e:  # noqa: BLE001 - handed to the test
+        return e
+    finally:
+        loop.close()
+
+
+def test_close_is_ordered_against_a_request_being_queued(backend):
+    """close() waits for a request that is being queued (agenerate holds `_state`), so the request reaches the
+    engine thread before "close" and fails with it, instead of landing after it and waiting forever."""
+    b = VLLMBackend(backend.llm, tokenizer=backend.tokenizer)
+    generate(b, [GenerationRequest(prompt_ids(backend, PROBLEMS[0]), 3, (), 0.0)])  # the engine thread runs
+    future = asyncio.new_event_loop().create_future()
+    with b._state:  # agenerate's critical section: checked usable, now queueing
+        closer = threading.Thread(target=b.close, daemon=True)
+        closer.start()
+        closer.join(0.3)
+        assert closer.is_alive() and not b._closed
+        b._inbox.put(("add", f"{b._prefix}-late", GenerationRequest(prompt_ids(backend, PROBLEMS[1]), 50, (), 0.0),
+                      future))
+    closer.join(10)
+    assert not closer.is_alive() and b._closed
+    error = outcome_within(5, future)
+    assert isinstance(error, RuntimeError) and "closed" in str(error)
+    assert not backend.engine.has_unfinished_requests()
+
+
+def test_a_request_queued_after_close_fails(backend):
+    """Whatever is still queued behind "close" is failed by the engine thread as it stops."""
+    b = VLLMBackend(backend.llm, tokenizer=backend.tokenizer)
+    generate(b, [GenerationRequest(prompt_ids(backend, PROBLEMS[0]), 3, (), 0.0)])
+    future = asyncio.new_event_loop().create_future()
+    b._inbox.put(("close", "", None, None))
+    b._inbox.put(("add", f"{b._prefix}-late", GenerationRequest(prompt_ids(backend, PROBLEMS[1]), 50, (), 0.0),
+                  future))
+    error = outcome_within(5, future)
+    assert isinstance(error, RuntimeError) and "closed before this request reached the engine" in str(error)
+    b._thread.join(5)
+    b.close()
+    assert not backend.engine.has_unfinished_requests()

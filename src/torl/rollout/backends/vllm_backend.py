@@ -193,16 +193,18 @@ class VLLMBackend(BatchingBackend):
             log.exception("vLLM engine thread failed")
             with self._state:
                 self._error = e  # from now on the backend refuses requests, as a closed one does
-                queued = []
-                while True:
-                    try:
-                        queued.append(self._inbox.get_nowait())
-                    except queue.Empty:
-                        break
+                queued = self._take_queued()
             self._fail_all(e)
-            for kind, _, _, future in queued:
-                if kind == "add":
-                    _resolve(future, e)
+            _fail_queued(queued, e)
+
+    def _take_queued(self) -> list:
+        """Take every message still queued (called under `_state`, after which nothing more is queued)."""
+        queued = []
+        while True:
+            try:
+                queued.append(self._inbox.get_nowait())
+            except queue.Empty:
+                return queued
 
     def _serve(self) -> None:
         """Take new requests between steps, step while any is unfinished, hand results out."""
@@ -218,6 +220,10 @@ class VLLMBackend(BatchingBackend):
                 while msg is not None:
                     if msg[0] == "close":
                         self._fail_all(RuntimeError("the vllm backend was closed during generation"))
+                        with self._state:
+                            queued = self._take_queued()
+                        _fail_queued(queued, RuntimeError("the vllm backend was closed before this request "
+                                                          "reached the engine"))
                         return
                     self._handle(engine, *msg, running=running)
                     try:
@@ -287,12 +293,15 @@ class VLLMBackend(BatchingBackend):
     def close(self) -> None:
         """Stop the engine thread (failing any request still in flight). An LLM built here is shut down; one
         passed in (TRL's) stays usable."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._thread is not None and self._thread.is_alive():
-            self._inbox.put(("close", "", None, None))
-            self._thread.join(timeout=60)
+        with self._state:  # ordered against agenerate's enqueueing: no request is queued after "close"
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread if self._thread is not None and self._thread.is_alive() else None
+            if thread is not None:
+                self._inbox.put(("close", "", None, None))
+        if thread is not None:
+            thread.join(timeout=60)
         if self.owns_llm and self.llm is not None:
             try:
                 self.engine.engine_core.shutdown()
@@ -320,6 +329,13 @@ def completion_to_generation(completion, request: GenerationRequest) -> Generati
             raise RuntimeError(f"vllm backend: the engine stopped at {stop!r}, not a stop string of the request")
         return Generation(ids, logprobs, "stop", stop)
     return Generation(ids, logprobs, "eos")
+
+
+def _fail_queued(queued: list, error: BaseException) -> None:
+    """Fail the requests among queued messages that never reached the engine."""
+    for kind, _, _, future in queued:
+        if kind == "add":
+            _resolve(future, error)
 
 
 def _resolve(future: asyncio.Future, result) -> None:
