@@ -303,6 +303,15 @@ class Capture:
 # ---------------------------------------------------------------------------------------------------------------
 # The child: everything between fork and os._exit
 # ---------------------------------------------------------------------------------------------------------------
+def _detach() -> None:
+    """A forked child's first steps: die with its parent, lead its own session, default signal handling."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    os.setsid()
+    for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _child(cfg: dict, req: dict, jobdir: str, fds: tuple[int, ...], bpf: bytes | None, layers: str | None) -> None:
     """Runs in the forked child. Never returns.
 
@@ -312,11 +321,7 @@ def _child(cfg: dict, req: dict, jobdir: str, fds: tuple[int, ...], bpf: bytes |
     snippet ended or timed out, reads the files back (with the same restrictions) and reports them on fd 4."""
     code = 70  # EX_SOFTWARE: the sandbox itself failed before the snippet ran
     try:
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        os.setsid()
-        for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _detach()
         stdin_fd, out_fd, err_fd, ready_fd, report_fd = fds
         os.dup2(stdin_fd, 0)
         os.dup2(out_fd, 1)
@@ -1104,11 +1109,7 @@ def _session_child(cfg: dict, req: dict, member: str, fds: tuple[int, int, int],
     Never returns."""
     code = 70
     try:
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        os.setsid()
-        for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _detach()
         ctl, out_fd, err_fd = fds
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)

@@ -40,6 +40,20 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 WORKER_SCRIPT = str(Path(__file__).with_name("_worker.py"))
 
 
+
+def kill_until_gone(pids_of) -> bool:
+    """SIGKILL the processes `pids_of()` lists until it lists none (new ones may appear meanwhile: double forks,
+    daemons); False when some still survive after 1,000 rounds."""
+    for _ in range(1000):
+        pids = pids_of()
+        if not pids:
+            return True
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.0005)
+    return False
+
 class _Zygote:
     """Parent-side handle of the session zygote (its stdin/stdout is a unix socket: replies carry fds)."""
 
@@ -259,16 +273,12 @@ class SessionManager:
             host = zygote.host_pid()
             if host is None:
                 return
-            for _ in range(1000):
+            def orphans() -> list[int]:
                 with self.lock:
                     skip = set(self.host_pids)
-                pids = _descendants(host, skip)
-                if not pids:
-                    return
-                for pid in pids:
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.kill(pid, signal.SIGKILL)
-                time.sleep(0.0005)
+                return _descendants(host, skip)
+
+            kill_until_gone(orphans)
 
     def _adopt(self, fds: list[int], cgroups: dict[str, str], family: _Family, parent_pid: int | None,
                zygote_pid: int | None = None, soft_limits: bool | None = None) -> LocalSession:
@@ -661,14 +671,8 @@ class LocalSession(Session):
 
     def _kill_leftovers(self) -> None:
         """SIGKILL what the call started (double forks and daemons too): until none is left."""
-        for _ in range(1000):
-            pids = self._members()
-            if not pids:
-                return
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.0005)
+        if kill_until_gone(self._members):
+            return
         log.warning("session %s: processes survive SIGKILL: %s", self.id, self._members()[:5])
 
     def _kill(self) -> None:
