@@ -356,9 +356,10 @@ def test_a_request_queued_after_close_fails(backend):
     b = VLLMBackend(backend.llm, tokenizer=backend.tokenizer)
     generate(b, [GenerationRequest(prompt_ids(backend, PROBLEMS[0]), 3, (), 0.0)])
     future = asyncio.new_event_loop().create_future()
-    b._inbox.put(("close", "", None, None))
-    b._inbox.put(("add", f"{b._prefix}-late", GenerationRequest(prompt_ids(backend, PROBLEMS[1]), 50, (), 0.0),
-                  future))
+    with b._state:  # both queued before the engine thread can drain (it drains under `_state`)
+        b._inbox.put(("close", "", None, None))
+        b._inbox.put(("add", f"{b._prefix}-late", GenerationRequest(prompt_ids(backend, PROBLEMS[1]), 50, (), 0.0),
+                      future))
     error = outcome_within(5, future)
     assert isinstance(error, RuntimeError) and "closed before this request reached the engine" in str(error)
     b._thread.join(5)
